@@ -1,0 +1,54 @@
+# hbase2es developer entry points. Quick start: `make demo`, then `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# CI and the local servers use Elasticsearch 7.10.2, so the 7.17 client; users of
+# ES 8/9 install the matching client instead (see README).
+ES_CLIENT ?= elasticsearch>=7.17,<7.18
+PYTEST_ARGS ?=
+
+.PHONY: help venv servers servers-down test unit demo bench clean
+
+help:
+	@echo "make demo          start local servers, load a sample table, export it"
+	@echo "make test          unit + integration tests against real local servers"
+	@echo "make servers       start (or reuse) local HBase + Elasticsearch"
+	@echo "make servers-down  stop the servers 'make servers' started"
+	@echo "make bench         benchmark against the local servers (BENCH_SCALE=0.1 for a quick run)"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]' '$(ES_CLIENT)'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+servers: venv
+	$(PY) tools/devservers.py up
+
+servers-down: venv
+	$(PY) tools/devservers.py down
+
+# Starts the servers unless they already run, and stops only what it started.
+test: venv
+	@started=0; \
+	if ! $(PY) tools/devservers.py status >/dev/null 2>&1; then \
+	  $(PY) tools/devservers.py up || exit 1; started=1; \
+	fi; \
+	trap '[ $$started = 1 ] && $(PY) tools/devservers.py down' EXIT; \
+	set -a; . .devservers/env; set +a; \
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+demo: servers
+	$(PY) tools/demo.py
+
+bench: servers
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .devservers build *.egg-info .pytest_cache

@@ -1,0 +1,103 @@
+"""The only module that knows which elasticsearch-py major version is installed.
+
+Users install the client that matches their cluster (7.17 for 7.x, 8.x, 9.x), so the
+rest of the code calls these few functions, which use only API those versions share.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import elasticsearch
+from elasticsearch import Elasticsearch
+
+from .errors import ConfigError
+from .settings import ElasticsearchSettings
+
+MAJOR = int(elasticsearch.__versionstr__.split(".")[0])
+
+# Whole-request failures worth retrying: the node is down, busy or timing out.
+if MAJOR >= 8:
+    from elasticsearch import ApiError as _ApiError
+    from elasticsearch import ConnectionError as _ConnectionError
+    from elasticsearch import ConnectionTimeout as _ConnectionTimeout
+
+    CONNECTION_ERRORS: tuple[type[BaseException], ...] = (_ConnectionError, _ConnectionTimeout)
+    API_ERRORS: tuple[type[BaseException], ...] = (_ApiError,)
+else:
+    from elasticsearch.exceptions import ConnectionError as _ConnectionError
+    from elasticsearch.exceptions import ConnectionTimeout as _ConnectionTimeout
+    from elasticsearch.exceptions import TransportError as _TransportError
+
+    CONNECTION_ERRORS = (_ConnectionError, _ConnectionTimeout)
+    API_ERRORS = (_TransportError,)
+
+
+def credentials(es: ElasticsearchSettings) -> dict[str, Any]:
+    """Read secrets from the environment variables the settings name (never from flags)."""
+    api_key = os.environ.get(es.api_key_env) if es.api_key_env else None
+    user = os.environ.get(es.username_env) if es.username_env else None
+    password = os.environ.get(es.password_env) if es.password_env else None
+    if api_key and user:
+        raise ConfigError(f"both {es.api_key_env} and {es.username_env} are set: choose one way "
+                          "to authenticate to Elasticsearch")
+    if user and password is None:
+        raise ConfigError(f"{es.username_env} is set but {es.password_env} is not")
+    if api_key:
+        return {"api_key": api_key}
+    if user:
+        key = "basic_auth" if MAJOR >= 8 else "http_auth"
+        return {key: (user, password)}
+    return {}
+
+
+def make_client(es: ElasticsearchSettings) -> Elasticsearch:
+    """A client with TLS verification on unless the settings turn it off."""
+    kwargs: dict[str, Any] = dict(credentials(es), verify_certs=es.verify_certs, max_retries=0,
+                                  retry_on_timeout=False)
+    if es.ca_certs:
+        kwargs["ca_certs"] = es.ca_certs
+    if not es.verify_certs and MAJOR >= 8:
+        kwargs["ssl_show_warn"] = False
+    kwargs["request_timeout" if MAJOR >= 8 else "timeout"] = es.request_timeout
+    return Elasticsearch(list(es.hosts), **kwargs)
+
+
+def body(response: Any) -> dict:
+    """The JSON body of a response (8.x wraps it in an ApiResponse)."""
+    return response.body if hasattr(response, "body") else response
+
+
+def status_of(exc: BaseException) -> int | None:
+    """HTTP status of a failed request, when there was one."""
+    meta = getattr(exc, "meta", None)
+    if meta is not None and hasattr(meta, "status"):
+        return meta.status
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def bulk(client: Elasticsearch, payload: bytes, *, filter_path: str | None = None) -> dict:
+    """Send a ready NDJSON body to _bulk and return the parsed response."""
+    if MAJOR >= 8:
+        return body(client.bulk(operations=payload, filter_path=filter_path))
+    return client.bulk(body=payload, filter_path=filter_path)
+
+
+def info(client: Elasticsearch) -> dict:
+    return body(client.info())
+
+
+def mget(client: Elasticsearch, index: str, ids: list[str], *, source: bool = False) -> dict:
+    if MAJOR >= 8:
+        return body(client.mget(index=index, ids=ids, source=source))
+    return client.mget(index=index, body={"ids": ids}, _source=source)
+
+
+def refresh(client: Elasticsearch, index: str) -> None:
+    client.indices.refresh(index=index)
+
+
+def count(client: Elasticsearch, index: str) -> int:
+    return int(body(client.count(index=index))["count"])

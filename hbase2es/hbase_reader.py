@@ -1,0 +1,157 @@
+"""Reading rows from HBase over Thrift1 (happybase's connection, our own scanner loop).
+
+One reader per process. The scan generator closes its server-side scanner in
+``finally`` even when the consumer stops early, and when a scanner lease expires
+(slow bulk writes downstream) or the Thrift connection breaks (server restart), it
+reconnects and reopens the scan just after the last row key it yielded, with the same
+bounds, so no row is read twice or skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import time
+from collections.abc import Iterator
+
+import happybase
+from thriftpy2.protocol.exc import TProtocolException
+from thriftpy2.thrift import TApplicationException, TException
+from thriftpy2.transport import TTransportException
+
+from .errors import UnavailableError
+from .settings import HBaseSettings
+
+from Hbase_thrift import IOError as ThriftIOError, TScan  # noqa: E402 - loaded by happybase
+
+log = logging.getLogger(__name__)
+
+# How long a scan waits for a restarting Thrift server before the slice fails.
+RECONNECT_ATTEMPTS = 8
+RECONNECT_BASE_S = 0.5
+RECONNECT_CAP_S = 8.0
+
+# Errors after which reopening the scan from the last key can succeed.
+RECOVERABLE = (TTransportException, ThriftIOError, OSError, socket.timeout, EOFError)
+
+
+class HBaseReader:
+    """A Thrift1 connection to one table, opened at once so a typo fails immediately."""
+
+    def __init__(self, settings: HBaseSettings):
+        self.settings = settings
+        self.table = settings.table.encode()
+        self.rows_read = 0  # every row the server returned, exported or not
+        self._conn: happybase.Connection | None = None
+        self.connect(check_table=True)
+
+    def _open(self) -> None:
+        """Open a fresh connection; raw Thrift/socket errors propagate."""
+        self.close()
+        s = self.settings
+        conn = happybase.Connection(s.host, s.port, timeout=s.timeout_ms, autoconnect=False,
+                                    transport=s.transport, protocol=s.protocol)
+        conn.open()
+        self._conn = conn
+
+    def connect(self, check_table: bool = False) -> None:
+        """Open a connection, turning failures into one clear UnavailableError."""
+        s = self.settings
+        where = f"HBase Thrift server {s.host}:{s.port}"
+        try:
+            self._open()
+            if check_table:
+                conn = self._conn
+                tables = conn.tables()
+                if self.table not in tables:
+                    raise UnavailableError(f"HBase table {s.table!r} does not exist on {where}")
+        except UnavailableError:
+            self.close()
+            raise
+        except (TTransportException, OSError) as exc:
+            self.close()
+            raise UnavailableError(f"cannot reach {where}: {_describe(exc)}") from None
+        except (TProtocolException, TApplicationException, EOFError) as exc:
+            # A buffered client talking to a framed server (or binary to compact) reads
+            # garbage or nothing; the server never says which, so name both settings.
+            self.close()
+            raise UnavailableError(
+                f"{where} answered in another Thrift format ({_describe(exc)}): check "
+                f"[hbase] transport (now {s.transport!r}) and protocol (now {s.protocol!r}) "
+                f"against the server's -f/-c flags") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken socket must not mask the cause
+                pass
+            self._conn = None
+
+    def regions(self) -> list[dict]:
+        return self._conn.table(self.table).regions()
+
+    def scan(self, *, row_start: bytes = b"", row_stop: bytes = b"", timestamp: int | None = None,
+             columns: list[bytes] | None = None, filter: bytes | None = None,
+             ) -> Iterator[tuple[bytes, dict[bytes, bytes], int]]:
+        """Yield ``(row key, {column: value}, newest cell timestamp)`` in key order.
+
+        ``timestamp`` is Thrift1's only time bound: cells strictly older than it.
+        """
+        last: bytes | None = None
+        failures = 0
+        batch = self.settings.batch_size
+        while True:
+            start = row_start if last is None else last + b"\x00"  # the key right after last
+            scan_id = None
+            try:
+                if self._conn is None:
+                    self._open()
+                client = self._conn.client
+                scan = TScan(startRow=start or None, stopRow=row_stop or None, timestamp=timestamp,
+                             columns=columns, caching=batch, filterString=filter)
+                scan_id = client.scannerOpenWithScan(self.table, scan, {})
+                while True:
+                    items = client.scannerGetList(scan_id, batch)
+                    if not items:
+                        return
+                    self.rows_read += len(items)
+                    for item in items:
+                        values = {}
+                        newest = 0
+                        for name, cell in item.columns.items():
+                            values[name] = cell.value
+                            if cell.timestamp > newest:
+                                newest = cell.timestamp
+                        yield item.row, values, newest
+                        last = item.row
+                    failures = 0  # a batch went through: the next fault gets a fresh budget
+            except RECOVERABLE as exc:
+                failures += 1
+                if failures > RECONNECT_ATTEMPTS:
+                    raise UnavailableError(
+                        f"HBase scan of {self.settings.table!r} failed {failures} times in a row, "
+                        f"last: {_describe(exc)}") from None
+                delay = min(RECONNECT_CAP_S, RECONNECT_BASE_S * 2 ** (failures - 1))
+                log.warning("HBase scan interrupted after row %r (%s); reopening in %.1fs",
+                            last, _describe(exc), delay)
+                scan_id = None  # the server forgot it (lease) or the socket is gone
+                time.sleep(delay * (0.5 + random.random() / 2))
+                self.close()  # reopened at the top of the loop; a refusal counts as a failure
+            finally:
+                if scan_id is not None:
+                    _close_scanner(self._conn, scan_id)
+
+
+def _close_scanner(conn, scan_id: int) -> None:
+    try:
+        conn.client.scannerClose(scan_id)
+    except (TException, OSError, EOFError, AttributeError):
+        pass  # an expired or lost scanner is already gone on the server
+
+
+def _describe(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    text = str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]

@@ -1,0 +1,383 @@
+"""Start and stop a real HBase (standalone + Thrift) and Elasticsearch on loopback.
+
+No Docker here: both servers come from Maven Central as jars (see servers/*/pom.xml)
+and run as plain JVMs. State lives under .devservers/ in the repository:
+
+    env        HBASE2ES_TEST_HBASE=host:port and HBASE2ES_TEST_ES=http://host:port
+    pids.json  the PIDs this tool started, so `down` stops exactly those
+    <name>/    each server's data, config and log
+
+Usage: python tools/devservers.py up|down|status
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".devservers"
+ENV_FILE = STATE / "env"
+PIDS_FILE = STATE / "pids.json"
+POMS = ROOT / "servers"
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 240
+STOP_TIMEOUT_S = 30
+# The codelibs runner refuses HTTP ports above 9299 (its built-in maxHttpPort).
+ES_PORT_RANGE = range(9200, 9299)
+
+# From HBase's bin/hbase (add_jdk11_jvm_flags): HBase 2.6 reflects into the JDK.
+HBASE_JVM_FLAGS = [
+    "-XX:+IgnoreUnrecognizedVMOptions",
+    *(f"--add-opens=java.base/{p}=ALL-UNNAMED" for p in (
+        "java.lang", "java.lang.reflect", "java.io", "java.nio", "sun.nio.ch", "java.util",
+        "java.util.concurrent", "java.util.concurrent.atomic", "java.net",
+        "jdk.internal.misc", "jdk.internal.ref", "java.security")),
+    "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports=java.security.jgss/sun.security.krb5=ALL-UNNAMED",
+    "--add-exports=java.base/sun.net.dns=ALL-UNNAMED",
+    "--add-exports=java.base/sun.net.util=ALL-UNNAMED",
+    "-Dorg.apache.hbase.thirdparty.io.netty.tryReflectionSetAccessible=true",
+    "-Dlog4j2.formatMsgNoLookups=true",
+]
+
+ES_JVM_FLAGS = [
+    "-Des.distribution.flavor=default",
+    "-Des.distribution.type=tar",
+    "-Dlog4j2.formatMsgNoLookups=true",
+    "-Djava.net.preferIPv4Stack=true",
+]
+
+LOG4J2 = """status = warn
+appender.file.type = Console
+appender.file.name = console
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = %d{ISO8601} %-5p [%t] %c{2}: %m%n
+rootLogger = INFO,console
+logger.zk.name = org.apache.zookeeper
+logger.zk.level = WARN
+logger.hadoop.name = org.apache.hadoop
+logger.hadoop.level = WARN
+logger.hbase.name = org.apache.hadoop.hbase
+logger.hbase.level = INFO
+"""
+
+
+class StartError(RuntimeError):
+    """A server did not come up; the message already holds its log tail."""
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def log(msg: str) -> None:
+    print(f"devservers: {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((HOST, port)) != 0
+
+
+def read_env(path: Path = ENV_FILE) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def ours(pid: int) -> bool:
+    """True when pid is a live process started by this tool (its command names STATE)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(STATE).encode() in cmd and alive(pid)
+
+
+def classpath(name: str) -> str:
+    """Resolve a server's jars with Maven once; the list is cached next to its data."""
+    pom = POMS / name / "pom.xml"
+    out = STATE / f"{name}.classpath"
+    if out.exists() and out.stat().st_mtime >= pom.stat().st_mtime:
+        return out.read_text().strip()
+    log(f"resolving {name} jars with Maven (first time downloads them)")
+    STATE.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    cmd = ["mvn", "-B", "-q", "-f", str(pom), "dependency:build-classpath",
+           f"-Dmdep.outputFile={tmp}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise StartError(f"Maven could not resolve {name}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+    tmp.replace(out)
+    return out.read_text().strip()
+
+
+def java_bin() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin/java").exists():
+        return str(Path(home) / "bin/java")
+    found = shutil.which("java")
+    if not found:
+        raise StartError("no java on PATH: install JDK 17 to run the local servers")
+    return found
+
+
+def spawn(name: str, argv: list[str], logfile: Path) -> subprocess.Popen:
+    """Start a server detached from our session so `make` returning does not end it."""
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(logfile, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                cwd=logfile.parent)
+    log(f"started {name} (pid {proc.pid}), log {logfile.relative_to(ROOT)}")
+    return proc
+
+
+def wait_until(what: str, check, proc: subprocess.Popen, logfile: Path,
+               timeout: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StartError(f"{what} exited with code {proc.returncode}; log tail:\n{tail(logfile)}")
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+            pass
+        time.sleep(1)
+    raise StartError(f"{what} did not answer within {timeout:.0f}s; log tail:\n{tail(logfile)}")
+
+
+# ---------------------------------------------------------------------------- probes
+
+def hbase_answers(address: str) -> bool:
+    import happybase  # only the Python side of the harness needs it
+
+    host, port = address.rsplit(":", 1)
+    conn = happybase.Connection(host, int(port), timeout=5000, autoconnect=True)
+    try:
+        conn.tables()
+        return True
+    finally:
+        conn.close()
+
+
+def es_answers(url: str) -> bool:
+    with urllib.request.urlopen(url + "/_cluster/health?wait_for_status=yellow&timeout=5s",
+                                timeout=10) as resp:
+        return json.load(resp).get("status") in ("green", "yellow")
+
+
+def es_put(url: str, path: str, body: dict) -> None:
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=30).read()
+
+
+def running_env() -> dict[str, str] | None:
+    """The env of servers that already answer, or None."""
+    env = read_env()
+    hbase, es = env.get("HBASE2ES_TEST_HBASE"), env.get("HBASE2ES_TEST_ES")
+    if not (hbase and es):
+        return None
+    try:
+        if hbase_answers(hbase) and es_answers(es):
+            return env
+    except Exception:  # noqa: BLE001
+        return None
+    return None
+
+
+# ---------------------------------------------------------------------------- servers
+
+def hbase_site(data: Path, zk_port: int) -> str:
+    props = {
+        "hbase.cluster.distributed": "false",
+        "hbase.rootdir": f"file://{data}/hbase",
+        "hbase.zookeeper.property.dataDir": f"{data}/zookeeper",
+        "hbase.zookeeper.quorum": HOST,
+        "hbase.zookeeper.property.clientPort": str(zk_port),
+        "hbase.unsafe.stream.capability.enforce": "false",
+        "hbase.master.info.port": "-1",
+        "hbase.regionserver.info.port": "-1",
+        "hbase.master.port": "0",
+        "hbase.regionserver.port": "0",
+        "hbase.master.hostname": HOST,
+        "hbase.regionserver.hostname": HOST,
+        # Lease-expiry tests want a short scanner lease; override through the environment.
+        "hbase.client.scanner.timeout.period":
+            os.environ.get("HBASE2ES_DEVSERVERS_SCANNER_TIMEOUT_MS", "60000"),
+        "hbase.regionserver.thrift.framed": "false",
+    }
+    body = "".join(f"  <property><name>{k}</name><value>{v}</value></property>\n"
+                   for k, v in props.items())
+    return f'<?xml version="1.0"?>\n<configuration>\n{body}</configuration>\n'
+
+
+def start_hbase(pids: dict[str, int]) -> str:
+    cp = classpath("hbase")
+    base = STATE / "hbase"
+    shutil.rmtree(base, ignore_errors=True)
+    conf, data = base / "conf", base / "data"
+    conf.mkdir(parents=True)
+    data.mkdir()
+    (conf / "hbase-site.xml").write_text(hbase_site(data, free_port()))
+    (conf / "log4j2.properties").write_text(LOG4J2)
+    jvm = [java_bin(), *HBASE_JVM_FLAGS, f"-Dlog4j.configurationFile={conf}/log4j2.properties",
+           f"-Dhbase2es.devservers={STATE}", "-cp", f"{conf}:{cp}"]
+
+    master_log = base / "master.log"
+    master = spawn("HBase master", [*jvm, "-Xmx1g", "org.apache.hadoop.hbase.master.HMaster",
+                                    "start"], master_log)
+    pids["hbase-master"] = master.pid
+    thrift_port = free_port()
+    thrift_log = base / "thrift.log"
+    thrift = spawn("HBase Thrift", [*jvm, "-Xmx512m", "org.apache.hadoop.hbase.thrift.ThriftServer",
+                                    "-p", str(thrift_port), "--infoport", "-1", "-b", HOST, "start"],
+                   thrift_log)
+    pids["hbase-thrift"] = thrift.pid
+    address = f"{HOST}:{thrift_port}"
+    # The Thrift server answers before the master has assigned meta; tables() needs both.
+    wait_until("HBase master", lambda: master.poll() is None and hbase_answers(address),
+               master, master_log)
+    wait_until("HBase Thrift server", lambda: hbase_answers(address), thrift, thrift_log)
+    return address
+
+
+def start_es(pids: dict[str, int]) -> str:
+    cp = classpath("elasticsearch")
+    base = STATE / "elasticsearch"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    http_port = next((p + 1 for p in ES_PORT_RANGE if port_free(p + 1)), None)
+    if http_port is None:
+        raise StartError("no free port for Elasticsearch in 9201-9299")
+    logfile = base / "es.log"
+    heap = os.environ.get("HBASE2ES_DEVSERVERS_ES_HEAP", "1g")
+    proc = spawn("Elasticsearch", [
+        java_bin(), f"-Xms{heap}", f"-Xmx{heap}", *ES_JVM_FLAGS, f"-Dhbase2es.devservers={STATE}",
+        "-cp", cp, "org.codelibs.elasticsearch.runner.ElasticsearchClusterRunner",
+        "-basePath", str(base / "node"), "-numOfNode", "1", "-baseHttpPort", str(http_port - 1),
+        "-clusterName", "hbase2es-dev",
+    ], logfile)
+    pids["elasticsearch"] = proc.pid
+    url = f"http://{HOST}:{http_port}"
+    wait_until("Elasticsearch", lambda: es_answers(url), proc, logfile)
+    # Shared CI disks can be nearly full; a disk watermark must not turn indices read-only.
+    es_put(url, "/_cluster/settings",
+           {"persistent": {"cluster.routing.allocation.disk.threshold_enabled": False}})
+    return url
+
+
+# ---------------------------------------------------------------------------- commands
+
+def up() -> dict[str, str]:
+    """Start both servers, or reuse the ones named in .devservers/env when they answer."""
+    env = running_env()
+    if env:
+        log(f"reusing running servers: {env['HBASE2ES_TEST_HBASE']}, {env['HBASE2ES_TEST_ES']}")
+        return env
+    down(quiet=True)  # a half-alive earlier set must not linger beside the new one
+    STATE.mkdir(parents=True, exist_ok=True)
+    pids: dict[str, int] = {}
+    started = time.monotonic()
+    try:
+        # Resolve both classpaths before starting anything, so a Maven failure leaves no JVM.
+        classpath("hbase")
+        classpath("elasticsearch")
+        hbase = start_hbase(pids)
+        PIDS_FILE.write_text(json.dumps(pids))
+        es = start_es(pids)
+        PIDS_FILE.write_text(json.dumps(pids))
+    except BaseException:
+        PIDS_FILE.write_text(json.dumps(pids))
+        down(quiet=True)
+        raise
+    env = {"HBASE2ES_TEST_HBASE": hbase, "HBASE2ES_TEST_ES": es}
+    ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    log(f"servers up in {time.monotonic() - started:.0f}s: HBase Thrift {hbase}, Elasticsearch {es}")
+    return env
+
+
+def down(quiet: bool = False) -> None:
+    """Stop exactly the processes `up` started, by PID."""
+    try:
+        pids = json.loads(PIDS_FILE.read_text())
+    except (OSError, ValueError):
+        pids = {}
+    mine = {name: pid for name, pid in pids.items() if ours(pid)}
+    for name, pid in mine.items():
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while any(alive(p) for p in mine.values()) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    for name, pid in mine.items():
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        if not quiet:
+            log(f"stopped {name} (pid {pid})")
+    for path in (PIDS_FILE, ENV_FILE):
+        path.unlink(missing_ok=True)
+    if not quiet and not mine:
+        log("nothing to stop")
+
+
+def main(argv: list[str]) -> int:
+    cmd = argv[1] if len(argv) > 1 else "up"
+    try:
+        if cmd == "up":
+            up()
+        elif cmd == "down":
+            down()
+        elif cmd == "status":
+            env = running_env()
+            print("\n".join(f"{k}={v}" for k, v in env.items()) if env else "not running")
+            return 0 if env else 1
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    except StartError as exc:
+        log(str(exc))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
