@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 RECONNECT_ATTEMPTS = 8
 RECONNECT_BASE_S = 0.5
 RECONNECT_CAP_S = 8.0
+PROBE_TIMEOUT_MS = 10_000
 
 # Errors after which reopening the scan from the last key can succeed.
 RECOVERABLE = (TTransportException, ThriftIOError, OSError, socket.timeout, EOFError)
@@ -60,26 +61,36 @@ class HBaseReader:
         s = self.settings
         where = f"HBase Thrift server {s.host}:{s.port}"
         try:
-            self._open()
             if check_table:
-                conn = self._conn
-                tables = conn.tables()
-                if self.table not in tables:
-                    raise UnavailableError(f"HBase table {s.table!r} does not exist on {where}")
+                self._check_table(where)
+            self._open()
         except UnavailableError:
             self.close()
             raise
         except (TTransportException, OSError) as exc:
             self.close()
             raise UnavailableError(f"cannot reach {where}: {_describe(exc)}") from None
-        except (TProtocolException, TApplicationException, EOFError) as exc:
-            # A buffered client talking to a framed server (or binary to compact) reads
-            # garbage or nothing; the server never says which, so name both settings.
-            self.close()
+
+    def _check_table(self, where: str) -> None:
+        """Probe with a short timeout: a transport/protocol mismatch shows up as silence."""
+        s = self.settings
+        probe = happybase.Connection(s.host, s.port, timeout=min(s.timeout_ms, PROBE_TIMEOUT_MS),
+                                     autoconnect=False, transport=s.transport, protocol=s.protocol)
+        try:
+            probe.open()
+            tables = probe.tables()
+        except (TimeoutError, TProtocolException, TApplicationException, EOFError) as exc:
+            # A buffered client talking to a framed server (or binary to compact) waits
+            # for an answer that never comes, or reads garbage: the server never says
+            # which, so name both settings.
             raise UnavailableError(
-                f"{where} answered in another Thrift format ({_describe(exc)}): check "
-                f"[hbase] transport (now {s.transport!r}) and protocol (now {s.protocol!r}) "
-                f"against the server's -f/-c flags") from None
+                f"{where} accepted the connection but did not answer in Thrift "
+                f"{s.transport}/{s.protocol} ({_describe(exc)}): check [hbase] transport and "
+                f"protocol against the server's -f (framed) / -c (compact) flags") from None
+        finally:
+            probe.close()
+        if self.table not in tables:
+            raise UnavailableError(f"HBase table {s.table!r} does not exist on {where}")
 
     def close(self) -> None:
         if self._conn is not None:

@@ -52,6 +52,7 @@ class ElasticsearchSettings:
     bulk_docs: int = 5000
     bulk_bytes: int = 10 * 1024 * 1024
     request_timeout: float = 120.0
+    retry_seconds: float = 300.0  # how long a slice retries a busy or unreachable cluster
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class RunSettings:
     log_level: str = "info"
     max_attempts: int = 3  # runs of a slice whose worker died, before it counts as failed
     start_method: str = "spawn"
+    dead_letter: str | None = None  # NDJSON file for rows that could not be indexed
+    max_errors: int = 0  # failed documents tolerated before the run exits 1
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ CHOICES = {
 }
 POSITIVE = {"hbase.port", "hbase.timeout_ms", "hbase.batch_size", "elasticsearch.bulk_docs",
             "elasticsearch.bulk_bytes", "elasticsearch.request_timeout", "run.workers",
-            "run.max_attempts"}
+            "run.max_attempts", "elasticsearch.retry_seconds"}
 
 
 def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | None = None,
@@ -189,6 +192,8 @@ def _check(key: str, value: Any, cls: type, origin: str) -> Any:
         raise ConfigError(f"{where} must be a string, got {value!r}")
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(f"{where} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    if key == "run.max_errors" and value < 0:
+        raise ConfigError(f"{where} must be 0 or more, got {value!r}")
     if key in POSITIVE and value <= 0:
         raise ConfigError(f"{where} must be greater than 0, got {value!r}")
     return value

@@ -1,0 +1,5 @@
+"""``python -m hbase2es``."""
+
+from .cli import main
+
+main()

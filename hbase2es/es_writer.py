@@ -1,0 +1,150 @@
+"""Writing documents to Elasticsearch in bulk, retrying only what was rejected.
+
+Per-document outcomes of a bulk request:
+- 2xx: indexed;
+- 409 version conflict: the index already holds a newer state of the row (``stale``,
+  not an error: a later slice wrote it);
+- 429 / 502 / 503 / 504: the node is busy; only these documents are sent again, with
+  capped, jittered exponential backoff, until the deadline;
+- anything else (mapping errors, 400s): failed, handed to ``on_failure`` (dead letters).
+A whole request that fails with a connection error or a busy status is retried the same
+way; past the deadline the slice fails with UnavailableError.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from elasticsearch import Elasticsearch
+
+from . import es_compat
+from .chunking import Chunk, Chunker
+from .errors import UnavailableError
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+# Smaller responses: a bulk answer only needs each item's status and error.
+FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason"
+
+
+@dataclass
+class BulkCounts:
+    indexed: int = 0
+    stale: int = 0
+    failed: int = 0
+    retried: int = 0  # document sends repeated after a busy answer
+    requests: int = 0
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A document Elasticsearch refused for good."""
+
+    key: object  # what the caller passed to add(): row key and slice context
+    status: int
+    error_type: str
+    reason: str
+    item: bytes  # the two NDJSON lines that were sent
+
+
+def _backoff(attempt: int) -> float:
+    """Capped exponential backoff with full jitter, so retrying workers do not stampede."""
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** attempt))
+
+
+class BulkWriter:
+    """Buffers NDJSON items and sends them in bulk requests bounded by count and bytes."""
+
+    def __init__(self, client: Elasticsearch, *, max_docs: int, max_bytes: int,
+                 retry_seconds: float = 300.0,
+                 on_failure: Callable[[Rejection], None] | None = None,
+                 send: Callable[[bytes], dict] | None = None):
+        self.client = client
+        self.chunker = Chunker(max_docs, max_bytes)
+        self.retry_seconds = retry_seconds
+        self.on_failure = on_failure or (lambda rejection: None)
+        # The one HTTP call; a test may wrap it to inject per-item rejections.
+        self.send = send or (lambda payload: es_compat.bulk(client, payload,
+                                                            filter_path=FILTER_PATH))
+        self.counts = BulkCounts()
+
+    def add(self, item: bytes, key: object) -> None:
+        full = self.chunker.add(item, key)
+        if full is not None:
+            self._send_chunk(full)
+
+    def flush(self) -> None:
+        rest = self.chunker.drain()
+        if rest is not None:
+            self._send_chunk(rest)
+
+    def _send_chunk(self, chunk: Chunk) -> None:
+        deadline = time.monotonic() + self.retry_seconds
+        attempt = 0
+        while chunk.items:
+            response = self._request(chunk, deadline)
+            chunk = self._settle(chunk, response)
+            if chunk.items:
+                if time.monotonic() >= deadline:
+                    raise UnavailableError(
+                        f"Elasticsearch kept refusing {len(chunk)} documents as busy for "
+                        f"{self.retry_seconds:.0f}s")
+                self.counts.retried += len(chunk)
+                time.sleep(_backoff(attempt))
+                attempt += 1
+
+    def _request(self, chunk: Chunk, deadline: float) -> dict:
+        """One bulk request, retried whole while the cluster is unreachable or busy."""
+        payload = chunk.payload()
+        attempt = 0
+        while True:
+            try:
+                self.counts.requests += 1
+                return self.send(payload)
+            except es_compat.CONNECTION_ERRORS as exc:
+                cause = f"{type(exc).__name__}: {exc}"
+            except es_compat.API_ERRORS as exc:
+                status = es_compat.status_of(exc)
+                if status not in RETRY_STATUSES:
+                    raise
+                cause = f"HTTP {status}"
+            if time.monotonic() >= deadline:
+                raise UnavailableError(f"Elasticsearch bulk failed for {self.retry_seconds:.0f}s; "
+                                       f"last error: {cause[:300]}")
+            delay = _backoff(attempt)
+            attempt += 1
+            log.warning("bulk request failed (%s); retrying in %.1fs", cause[:200], delay)
+            time.sleep(delay)
+
+    def _settle(self, chunk: Chunk, response: dict) -> Chunk:
+        """Count a response's items; return the chunk of items to send again."""
+        if not response.get("errors"):
+            self.counts.indexed += len(chunk)
+            return Chunk()
+        again = Chunk()
+        items = response.get("items", ())
+        if len(items) != len(chunk):
+            raise UnavailableError(f"Elasticsearch answered {len(items)} items for a bulk of "
+                                   f"{len(chunk)}")
+        for result, item, key in zip(items, chunk.items, chunk.keys):
+            outcome = next(iter(result.values()))
+            status = outcome.get("status", 0)
+            if 200 <= status < 300:
+                self.counts.indexed += 1
+            elif status == 409:
+                self.counts.stale += 1
+            elif status in RETRY_STATUSES:
+                again.add(item, key)
+            else:
+                error = outcome.get("error") or {}
+                self.counts.failed += 1
+                self.on_failure(Rejection(key, status, str(error.get("type", "")),
+                                          str(error.get("reason", ""))[:1000], item))
+        return again

@@ -1,0 +1,176 @@
+"""The one job a worker (or a Spark task) runs: export one slice, return its counts.
+
+A worker opens its HBase reader and Elasticsearch client once (``open_worker``), then
+for every slice it is handed streams rows from its own scanner straight into bulk
+requests. Documents never leave the process; only a SliceResult and small progress
+messages go back to the parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from . import es_compat
+from .chunking import index_action
+from .deadletter import DeadLetterFile, dead_letter_record
+from .errors import Hbase2esError
+from .es_writer import BulkWriter, Rejection
+from .hbase_reader import HBaseReader
+from .mapping import DecodeError, IndexTemplate, build_document, document_id
+from .settings import Settings
+from .timesource import time_source
+from .timewindow import Slice
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_ROWS = 2048
+PROGRESS_EVERY_S = 0.5
+
+
+@dataclass
+class SliceResult:
+    """Counts of one slice, small enough to cross the result pipe."""
+
+    index: int
+    start_ms: int
+    end_ms: int
+    rows: int = 0  # rows of the slice: each became a document or a failure
+    indexed: int = 0
+    stale: int = 0  # refused because the index holds a newer state of the row
+    failed: int = 0
+    rows_read: int = 0  # rows the server returned, including those older than the slice
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SliceExporter:
+    """The per-process resources and the export loop."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.reader = HBaseReader(settings.hbase)
+        try:
+            self.client = es_compat.make_client(settings.elasticsearch)
+            self.dead_letters = (DeadLetterFile(settings.run.dead_letter)
+                                 if settings.run.dead_letter else None)
+        except BaseException:
+            self.reader.close()
+            raise
+        self.template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
+        self.source = time_source(settings.window.time_source)
+
+    def close(self) -> None:
+        self.reader.close()
+        if self.dead_letters is not None:
+            self.dead_letters.close()
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def run(self, slice_: Slice, progress: Callable[[dict], None] | None = None) -> SliceResult:
+        started = time.monotonic()
+        result = SliceResult(slice_.index, slice_.start_ms, slice_.end_ms)
+        es = self.settings.elasticsearch
+        mapping = self.settings.mapping
+        drop_on_decode = mapping.on_decode_error == "dead-letter"
+
+        def rejected(rejection: Rejection) -> None:
+            self._dead_letter(rejection.key, slice_, "index", rejection.error_type or
+                              f"HTTP {rejection.status}", rejection.reason, rejection.item)
+
+        writer = BulkWriter(self.client, max_docs=es.bulk_docs, max_bytes=es.bulk_bytes,
+                            retry_seconds=es.retry_seconds, on_failure=rejected)
+        reader, render, row_time = self.reader, self.template.render, self.source.row_time
+        start_ms, end_ms = slice_.start_ms, slice_.end_ms
+        rows_read_before = reader.rows_read
+        sent = (0, 0)  # rows and indexed already reported as progress
+        last_report = started
+        rows = 0
+        for spec in self.source.scans(slice_):
+            for key, values, newest in reader.scan(row_start=spec.row_start,
+                                                   row_stop=spec.row_stop,
+                                                   timestamp=spec.timestamp, filter=spec.filter):
+                t = row_time(key, values, newest)
+                if t < start_ms or t >= end_ms:
+                    continue
+                rows += 1
+                try:
+                    document, errors = build_document(key, values, t, mapping)
+                except DecodeError as exc:
+                    raise Hbase2esError(f"row {key!r}: {exc} (mapping.on_decode_error = fail)") \
+                        from None
+                if errors and drop_on_decode:
+                    writer.counts.failed += 1
+                    self._dead_letter(key, slice_, "decode", "DecodeError",
+                                      "; ".join(str(e) for e in errors), document)
+                    continue
+                writer.add(index_action(render(t), document_id(key), t, document), key)
+                if progress is not None and rows % PROGRESS_EVERY_ROWS == 0:
+                    now = time.monotonic()
+                    if now - last_report >= PROGRESS_EVERY_S:
+                        last_report = now
+                        sent = self._report(progress, rows, writer.counts.indexed, sent)
+        writer.flush()
+        counts = writer.counts
+        result.rows = rows
+        result.indexed, result.stale, result.failed = counts.indexed, counts.stale, counts.failed
+        result.rows_read = reader.rows_read - rows_read_before
+        result.seconds = round(time.monotonic() - started, 3)
+        if progress is not None:
+            self._report(progress, rows, counts.indexed, sent)
+        return result
+
+    @staticmethod
+    def _report(progress, rows: int, indexed: int, sent: tuple[int, int]) -> tuple[int, int]:
+        """Send what changed since the last message, so the parent can simply add."""
+        if (rows, indexed) != sent:
+            progress({"rows": rows - sent[0], "indexed": indexed - sent[1]})
+        return rows, indexed
+
+    def _dead_letter(self, key: bytes, slice_: Slice, stage: str, error_type: str, reason: str,
+                     document) -> None:
+        if self.dead_letters is not None:
+            self.dead_letters.write(dead_letter_record(key, slice_, stage, error_type, reason,
+                                                       document))
+        else:
+            log.warning("slice %s: row %r not indexed (%s: %s); give --dead-letter FILE to keep "
+                        "such rows", slice_, key[:100], error_type, reason[:200])
+
+
+# One exporter per worker process, opened by the pool's initializer.
+_exporter: SliceExporter | None = None
+
+
+def open_worker(settings: Settings) -> None:
+    """Pool initializer: open this process's HBase connection and Elasticsearch client."""
+    global _exporter
+    _exporter = SliceExporter(settings)
+
+
+def close_worker() -> None:
+    """Pool finalizer."""
+    global _exporter
+    if _exporter is not None:
+        _exporter.close()
+        _exporter = None
+
+
+def export_slice(slice_: Slice, progress: Callable[[dict], None]) -> SliceResult:
+    """The function the pool runs for each slice."""
+    return _exporter.run(slice_, progress)
+
+
+def run_slice(slice_: Slice, settings: Settings,
+              progress: Callable[[dict], None] | None = None) -> SliceResult:
+    """Export one slice with resources of its own (for executors other than the pool)."""
+    exporter = SliceExporter(settings)
+    try:
+        return exporter.run(slice_, progress)
+    finally:
+        exporter.close()
