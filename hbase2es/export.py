@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from . import es_compat, slicejob
 from .errors import ExitCode, UnavailableError
-from .hbase_reader import HBaseReader
+from .hbase_reader import open_reader
 from .pool import Finished, Outcome, Pool, Progress as ProgressEvent
 from .report import Progress, RunReport, SliceReport
 from .settings import Settings
@@ -24,7 +24,7 @@ def plan_slices(settings: Settings) -> list[Slice]:
 
 def preflight(settings: Settings) -> None:
     """Fail in seconds, before any worker starts, when a server or the table is missing."""
-    HBaseReader(settings.hbase).close()  # raises UnavailableError naming what is wrong
+    open_reader(settings.hbase).close()  # raises UnavailableError naming what is wrong
     client = es_compat.make_client(settings.elasticsearch)
     try:
         es_compat.info(client)

@@ -104,11 +104,12 @@ class HBaseReader:
         return self._conn.table(self.table).regions()
 
     def scan(self, *, row_start: bytes = b"", row_stop: bytes = b"", timestamp: int | None = None,
-             columns: list[bytes] | None = None, filter: bytes | None = None,
-             ) -> Iterator[tuple[bytes, dict[bytes, bytes], int]]:
+             min_timestamp: int | None = None, columns: list[bytes] | None = None,
+             filter: bytes | None = None) -> Iterator[tuple[bytes, dict[bytes, bytes], int]]:
         """Yield ``(row key, {column: value}, newest cell timestamp)`` in key order.
 
         ``timestamp`` is Thrift1's only time bound: cells strictly older than it.
+        ``min_timestamp`` cannot be sent over Thrift1; the caller filters rows by it.
         """
         last: bytes | None = None
         failures = 0
@@ -153,6 +154,11 @@ class HBaseReader:
             finally:
                 if scan_id is not None:
                     _close_scanner(self._conn, scan_id)
+
+
+def open_reader(settings: HBaseSettings) -> HBaseReader:
+    """The reader for the configured HBase API, connected and with its table checked."""
+    return HBaseReader(settings)
 
 
 def _close_scanner(conn, scan_id: int) -> None:

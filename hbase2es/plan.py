@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .hbase_reader import HBaseReader
+from .hbase_reader import open_reader
 from .mapping import IndexTemplate, build_document, document_id
 from .settings import Settings
 from .timesource import time_source
@@ -50,13 +50,12 @@ def sample_documents(settings: Settings, count: int) -> list[dict]:
     """Build up to ``count`` documents from the first slices that have rows."""
     template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
     source = time_source(settings.window.time_source)
-    reader = HBaseReader(settings.hbase)
+    reader = open_reader(settings.hbase)
     out: list[dict] = []
     try:
         for s in split_window(settings.start_ms, settings.end_ms, settings.slice_ms):
             for spec in source.scans(s):
-                rows = reader.scan(row_start=spec.row_start, row_stop=spec.row_stop,
-                                   timestamp=spec.timestamp, filter=spec.filter)
+                rows = reader.scan(**spec.scan_kwargs())
                 try:
                     for key, values, newest in rows:
                         t = source.row_time(key, values, newest)

@@ -18,7 +18,7 @@ from .chunking import index_action
 from .deadletter import DeadLetterFile, dead_letter_record
 from .errors import Hbase2esError
 from .es_writer import BulkWriter, Rejection
-from .hbase_reader import HBaseReader
+from .hbase_reader import open_reader
 from .mapping import DecodeError, IndexTemplate, build_document, document_id
 from .settings import Settings
 from .timesource import time_source
@@ -53,7 +53,7 @@ class SliceExporter:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.reader = HBaseReader(settings.hbase)
+        self.reader = open_reader(settings.hbase)
         try:
             self.client = es_compat.make_client(settings.elasticsearch)
             self.dead_letters = (DeadLetterFile(settings.run.dead_letter)
@@ -93,9 +93,7 @@ class SliceExporter:
         last_report = started
         rows = 0
         for spec in self.source.scans(slice_):
-            for key, values, newest in reader.scan(row_start=spec.row_start,
-                                                   row_stop=spec.row_stop,
-                                                   timestamp=spec.timestamp, filter=spec.filter):
+            for key, values, newest in reader.scan(**spec.scan_kwargs()):
                 t = row_time(key, values, newest)
                 if t < start_ms or t >= end_ms:
                     continue

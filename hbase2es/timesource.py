@@ -19,7 +19,16 @@ class ScanSpec:
     row_start: bytes = b""
     row_stop: bytes = b""  # exclusive; empty means to the end of the table
     timestamp: int | None = None  # cells strictly older than this
+    # Cells at or after this. Thrift1 cannot send it (the slice job filters rows in the
+    # client instead); a reader that can (Thrift2's time range) applies it on the server.
+    min_timestamp: int | None = None
     filter: bytes | None = None  # HBase filter language
+
+    def scan_kwargs(self) -> dict:
+        """Keyword arguments for a reader's ``scan``."""
+        return {"row_start": self.row_start, "row_stop": self.row_stop,
+                "timestamp": self.timestamp, "min_timestamp": self.min_timestamp,
+                "filter": self.filter}
 
 
 class CellTimeSource:
@@ -35,7 +44,7 @@ class CellTimeSource:
     description = "cell timestamps (Thrift1: end bound on the server, start bound in the client)"
 
     def scans(self, slice_: Slice) -> list[ScanSpec]:
-        return [ScanSpec(timestamp=slice_.end_ms)]
+        return [ScanSpec(timestamp=slice_.end_ms, min_timestamp=slice_.start_ms)]
 
     @staticmethod
     def row_time(row_key: bytes, values: dict[bytes, bytes], newest_cell_ms: int) -> int:
