@@ -85,6 +85,9 @@ def build_settings(params: dict, *, need_window: bool = True) -> Settings:
         "run.quiet": params.get("quiet") or None,
         "run.dead_letter": params.get("dead_letter"),
         "run.max_errors": params.get("max_errors"),
+        "run.ledger": params.get("ledger"),
+        "run.resume": params.get("resume") or None,
+        "run.incremental": params.get("incremental") or None,
     }
     settings = load_settings(params.get("config"), overrides, now_ms=int(time.time() * 1000),
                              need_window=need_window)
@@ -144,6 +147,12 @@ def cli():
               help="Failed documents tolerated before the exit code is 1 (default 0).")
 @click.option("--quiet", is_flag=True, default=None, envvar=_env("quiet"),
               help="No progress bar: one log line per finished slice.")
+@click.option("--ledger", type=click.Path(dir_okay=False), envvar=_env("ledger"),
+              help="SQLite file recording every slice of this job (for --resume, --incremental).")
+@click.option("--resume", is_flag=True, default=None, envvar=_env("resume"),
+              help="Skip slices the ledger has as done.")
+@click.option("--incremental", is_flag=True, default=None, envvar=_env("incremental"),
+              help="Start at the ledger's watermark: export only what is new (for cron).")
 def export(**params):
     """Export the rows of a time window from HBase into Elasticsearch."""
     from .export import run_export
@@ -175,6 +184,19 @@ def plan(as_json: bool, sample: int | None, **params):
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
     else:
         click.echo(render_plan(data))
+
+
+@cli.command()
+@click.option("--ledger", type=click.Path(dir_okay=False, exists=True), required=True,
+              envvar=_env("ledger"), help="The ledger file of a job.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(ledger: str, as_json: bool):
+    """Show what a job's ledger holds: done, failed and pending slices, and the watermark."""
+    from .status import ledger_status, render_status
+
+    data = ledger_status(ledger)
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json
+               else render_status(data))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,25 +1,48 @@
-"""The export run: plan the slices, hand them to the pool, turn results into a report."""
+"""The export run: plan the slices, hand them to the pool, turn results into a report.
+
+With a ledger, every slice's state is written as it changes (running when a worker
+takes it, done/failed with counts when it ends), so ``--resume`` after any stop, even
+a SIGKILL of this process, runs exactly the slices that are not done.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from . import es_compat, slicejob
-from .errors import ExitCode, UnavailableError
+from .errors import ConfigError, ExitCode, Hbase2esError, UnavailableError
 from .hbase_reader import open_reader
-from .pool import Finished, Outcome, Pool, Progress as ProgressEvent
+from .ledger import Ledger
+from .pool import Outcome, Pool, Progress as ProgressEvent, Started, WorkerStartupError
 from .report import Progress, RunReport, SliceReport
 from .settings import Settings
-from .timewindow import Slice, split_window
+from .timewindow import Slice, format_time, split_window
 
 log = logging.getLogger(__name__)
 
 
-def plan_slices(settings: Settings) -> list[Slice]:
-    return split_window(settings.start_ms, settings.end_ms, settings.slice_ms)
+def job_definition(settings: Settings) -> dict:
+    """What determines the documents a job writes; a ledger belongs to exactly one."""
+    window = dataclasses.asdict(settings.window)
+    for key in ("start", "end", "slice"):  # the same job may be cut and extended freely
+        window.pop(key, None)
+    mapping = settings.mapping
+    return {
+        "table": settings.hbase.table,
+        "index": settings.elasticsearch.index,
+        "window": window,
+        "mapping": {
+            "columns": [[c.column.decode("utf-8", "backslashreplace"), c.field, c.type]
+                        for c in mapping.columns],
+            "unmapped": mapping.unmapped, "rowkey_field": mapping.rowkey_field,
+            "timestamp_field": mapping.timestamp_field,
+            "on_decode_error": mapping.on_decode_error,
+        },
+    }
 
 
 def preflight(settings: Settings) -> None:
@@ -61,35 +84,86 @@ def _stop_on_signals(pool: Pool, report: RunReport):
             signal.signal(sig, handler)
 
 
-def run_export(settings: Settings, *, slices: list[Slice] | None = None) -> RunReport:
+def plan_run(settings: Settings, ledger: Ledger | None) -> list[Slice]:
+    """The slices of this run: the window, or from the ledger's watermark with --incremental."""
+    start = settings.start_ms
+    if settings.run.incremental:
+        start = ledger.watermark(settings.start_ms)
+        if start >= settings.end_ms:
+            log.info("nothing new: the ledger is done up to %s, the window ends at %s",
+                     format_time(start), format_time(settings.end_ms))
+            return []
+        log.info("incremental: exporting [%s, %s)", format_time(start), format_time(settings.end_ms))
+    return split_window(start, settings.end_ms, settings.slice_ms)
+
+
+def run_export(settings: Settings) -> RunReport:
     """Export every slice of the window and return the run's report (with its exit code)."""
     started = time.monotonic()
-    slices = plan_slices(settings) if slices is None else slices
-    report = RunReport([SliceReport(s) for s in slices])
-    preflight(settings)
     run = settings.run
-    progress = Progress(len(slices), quiet=run.quiet)
-    announced: dict[int, int] = {}  # slice position -> documents its progress messages announced
+    if (run.resume or run.incremental) and not run.ledger:
+        flag = "--incremental" if run.incremental else "--resume"
+        raise ConfigError(f"{flag} needs a ledger: give --ledger FILE or [run] ledger")
+    with ExitStack() as stack:
+        ledger = stack.enter_context(Ledger(run.ledger)) if run.ledger else None
+        if ledger is not None:
+            ledger.bind_job(job_definition(settings))
+        slices = plan_run(settings, ledger)
+        report = RunReport([SliceReport(s) for s in slices])
+        skip = ledger.done() if ledger is not None and (run.resume or run.incremental) else set()
+        todo = []
+        for entry in report.slices:
+            key = (entry.slice.start_ms, entry.slice.end_ms)
+            if key in skip:
+                entry.status = "skipped"
+            else:
+                todo.append(entry)
+                if ledger is not None:
+                    ledger.mark_pending(*key)
+        if todo:
+            preflight(settings)
+            _run_slices(settings, todo, report, ledger)
+        report.seconds = time.monotonic() - started
+        report.exit_code = exit_code(report, run.max_errors)
+        return report
+
+
+def _run_slices(settings: Settings, todo: list[SliceReport], report: RunReport,
+                ledger: Ledger | None) -> None:
+    run = settings.run
+    progress = Progress(len(report.slices), quiet=run.quiet)
+    progress.bar.update(len(report.slices) - len(todo))  # skipped ones
+    announced: dict[int, int] = {}  # task -> documents its progress messages announced
 
     def on_event(event) -> None:
         if isinstance(event, ProgressEvent):
             announced[event.index] = announced.get(event.index, 0) + event.payload.get("indexed", 0)
             progress.rows_progress(event.payload)
+            if ledger is not None and event.payload.get("last_key") is not None:
+                s = todo[event.index].slice
+                ledger.mark_progress(s.start_ms, s.end_ms, event.payload["last_key"])
+        elif isinstance(event, Started) and ledger is not None:
+            s = todo[event.index].slice
+            ledger.mark_running(s.start_ms, s.end_ms)
 
     try:
-        with Pool(min(run.workers, max(len(slices), 1)), initializer=slicejob.open_worker,
+        with Pool(min(run.workers, len(todo)), initializer=slicejob.open_worker,
                   initargs=(settings,), finalizer=slicejob.close_worker,
-                  max_attempts=run.max_attempts, start_method=run.start_method) as pool, \
-                _stop_on_signals(pool, report):
-            for outcome in pool.run(slicejob.export_slice, slices, on_event=on_event):
-                entry = report.slices[outcome.index]
+                  max_attempts=run.max_attempts, start_method=run.start_method,
+                  grace_seconds=run.grace_seconds) as pool, _stop_on_signals(pool, report):
+            for outcome in pool.run(slicejob.export_slice, [e.slice for e in todo],
+                                    on_event=on_event):
+                entry = todo[outcome.index]
                 _record(entry, outcome)
+                if ledger is not None:
+                    _write_ledger(ledger, entry)
                 progress.slice_finished(entry, announced.pop(outcome.index, 0))
+    except WorkerStartupError as exc:
+        err = exc.error
+        code = ExitCode.UNAVAILABLE if err.type == "UnavailableError" else ExitCode.FAILED
+        raise Hbase2esError(f"workers could not start: {err.message}", code) from None
     finally:
         progress.close()
-    report.seconds = time.monotonic() - started
-    report.exit_code = exit_code(report, run.max_errors)
-    return report
 
 
 def _record(entry: SliceReport, outcome: Outcome) -> None:
@@ -103,6 +177,14 @@ def _record(entry: SliceReport, outcome: Outcome) -> None:
         entry.status = "failed" if outcome.status == "failed" else "cancelled"
         if outcome.error is not None:
             entry.error = f"{outcome.error.type}: {outcome.error.message}"[:500]
+
+
+def _write_ledger(ledger: Ledger, entry: SliceReport) -> None:
+    # A cancelled slice is simply not done: the next --resume runs it again.
+    status = {"done": "done", "failed": "failed"}.get(entry.status, "pending")
+    ledger.mark_finished(entry.slice.start_ms, entry.slice.end_ms, status, rows=entry.rows,
+                         indexed=entry.indexed, stale=entry.stale, failed=entry.failed,
+                         error=entry.error)
 
 
 def exit_code(report: RunReport, max_errors: int) -> ExitCode:

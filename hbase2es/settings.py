@@ -74,6 +74,10 @@ class RunSettings:
     start_method: str = "spawn"
     dead_letter: str | None = None  # NDJSON file for rows that could not be indexed
     max_errors: int = 0  # failed documents tolerated before the run exits 1
+    ledger: str | None = None  # SQLite file recording every slice of the job
+    resume: bool = False  # skip slices the ledger has as done
+    incremental: bool = False  # start at the ledger's watermark (cron)
+    grace_seconds: float = 30.0  # after Ctrl-C/SIGTERM, how long running slices may finish
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ CHOICES = {
 }
 POSITIVE = {"hbase.port", "hbase.timeout_ms", "hbase.batch_size", "elasticsearch.bulk_docs",
             "elasticsearch.bulk_bytes", "elasticsearch.request_timeout", "run.workers",
-            "run.max_attempts", "elasticsearch.retry_seconds"}
+            "run.max_attempts", "elasticsearch.retry_seconds", "run.grace_seconds"}
 
 
 def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | None = None,

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_ROWS = 2048
 PROGRESS_EVERY_S = 0.5
+MAX_KEY_IN_MESSAGE = 1024  # progress messages stay small whatever the key length
 
 
 @dataclass
@@ -113,7 +114,7 @@ class SliceExporter:
                     now = time.monotonic()
                     if now - last_report >= PROGRESS_EVERY_S:
                         last_report = now
-                        sent = self._report(progress, rows, writer.counts.indexed, sent)
+                        sent = self._report(progress, rows, writer.counts.indexed, sent, key)
         writer.flush()
         counts = writer.counts
         result.rows = rows
@@ -121,14 +122,16 @@ class SliceExporter:
         result.rows_read = reader.rows_read - rows_read_before
         result.seconds = round(time.monotonic() - started, 3)
         if progress is not None:
-            self._report(progress, rows, counts.indexed, sent)
+            self._report(progress, rows, counts.indexed, sent, None)
         return result
 
     @staticmethod
-    def _report(progress, rows: int, indexed: int, sent: tuple[int, int]) -> tuple[int, int]:
+    def _report(progress, rows: int, indexed: int, sent: tuple[int, int],
+                last_key: bytes | None) -> tuple[int, int]:
         """Send what changed since the last message, so the parent can simply add."""
         if (rows, indexed) != sent:
-            progress({"rows": rows - sent[0], "indexed": indexed - sent[1]})
+            progress({"rows": rows - sent[0], "indexed": indexed - sent[1],
+                      "last_key": last_key[:MAX_KEY_IN_MESSAGE] if last_key else None})
         return rows, indexed
 
     def _dead_letter(self, key: bytes, slice_: Slice, stage: str, error_type: str, reason: str,

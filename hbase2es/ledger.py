@@ -1,0 +1,196 @@
+"""The ledger: a durable record of every slice of a job, in SQLite (WAL mode).
+
+Only the parent process writes it, one short transaction per event, so a run killed
+at any moment leaves a ledger that is true: a slice is ``done`` only after all its
+documents were acknowledged by Elasticsearch; anything else (``running`` from a
+killed run, ``failed``, ``pending``) is run again by ``--resume``. Re-running a slice
+is safe because writes are idempotent (row-key ``_id``, external versions).
+
+A kernel lock (``flock``) on ``<ledger>.lock`` keeps two runs off one ledger; the
+kernel drops it when its holder dies, so a killed run never blocks the next one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from .errors import ConfigError, ExitCode, Hbase2esError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS job (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS slices (
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    rows INTEGER NOT NULL DEFAULT 0,
+    indexed INTEGER NOT NULL DEFAULT 0,
+    stale INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_row_key BLOB,
+    error TEXT,
+    started_at REAL,
+    finished_at REAL,
+    PRIMARY KEY (start_ms, end_ms)
+);
+"""
+
+STATUSES = ("pending", "running", "done", "failed")
+
+
+class LedgerLocked(Hbase2esError):
+    exit_code = ExitCode.LOCKED
+
+
+@dataclass(frozen=True)
+class LedgerSlice:
+    start_ms: int
+    end_ms: int
+    status: str
+    rows: int
+    indexed: int
+    stale: int
+    failed: int
+    attempts: int
+    last_row_key: bytes | None
+    error: str | None
+
+
+def job_identity(definition: dict) -> str:
+    """A stable fingerprint of what determines a job's output."""
+    return hashlib.sha256(orjson.dumps(definition, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+class Ledger:
+    def __init__(self, path: str, *, lock: bool = True):
+        self.path = path
+        self._lock_fd = -1
+        if lock:
+            self._take_lock()
+        try:
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL survives a killed process; only a power cut may lose the last commit.
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            self.close()
+            raise ConfigError(f"cannot open ledger {path}: {exc}") from None
+
+    # ------------------------------------------------------------------ lock
+
+    def _take_lock(self) -> None:
+        lock_path = self.path + ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LedgerLocked(f"ledger {self.path} is in use by another run (PID {holder}); "
+                               "try again when it has finished") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        db = getattr(self, "db", None)
+        if db is not None:
+            db.close()
+            self.db = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = -1
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ job
+
+    def bind_job(self, definition: dict) -> None:
+        """Record the job this ledger belongs to, or refuse a ledger of another job."""
+        identity = job_identity(definition)
+        row = self.db.execute("SELECT value FROM job WHERE key = 'identity'").fetchone()
+        if row is None:
+            with self.db:
+                self.db.execute("INSERT INTO job VALUES ('identity', ?)", (identity,))
+                self.db.execute("INSERT INTO job VALUES ('definition', ?)",
+                                (orjson.dumps(definition).decode(),))
+            return
+        if row[0] != identity:
+            stored = self.db.execute("SELECT value FROM job WHERE key = 'definition'").fetchone()
+            old = orjson.loads(stored[0]) if stored else {}
+            changed = sorted(k for k in set(old) | set(definition) if old.get(k) != definition.get(k))
+            raise ConfigError(f"ledger {self.path} belongs to another job (differs in: "
+                              f"{', '.join(changed) or 'definition'}); use another --ledger file")
+
+    def definition(self) -> dict:
+        row = self.db.execute("SELECT value FROM job WHERE key = 'definition'").fetchone()
+        return orjson.loads(row[0]) if row else {}
+
+    # ------------------------------------------------------------------ slices
+
+    def slices(self) -> list[LedgerSlice]:
+        rows = self.db.execute(
+            "SELECT start_ms, end_ms, status, rows, indexed, stale, failed, attempts, "
+            "last_row_key, error FROM slices ORDER BY start_ms, end_ms").fetchall()
+        return [LedgerSlice(*r) for r in rows]
+
+    def done(self) -> set[tuple[int, int]]:
+        return {(s, e) for s, e in self.db.execute(
+            "SELECT start_ms, end_ms FROM slices WHERE status = 'done'")}
+
+    def mark_pending(self, start_ms: int, end_ms: int) -> None:
+        self.db.execute("INSERT OR IGNORE INTO slices (start_ms, end_ms, status) "
+                        "VALUES (?, ?, 'pending')", (start_ms, end_ms))
+
+    def mark_running(self, start_ms: int, end_ms: int) -> None:
+        self.db.execute(
+            "INSERT INTO slices (start_ms, end_ms, status, attempts, started_at) "
+            "VALUES (?, ?, 'running', 1, ?) ON CONFLICT (start_ms, end_ms) DO UPDATE SET "
+            "status = 'running', attempts = attempts + 1, started_at = excluded.started_at, "
+            "error = NULL", (start_ms, end_ms, time.time()))
+
+    def mark_progress(self, start_ms: int, end_ms: int, last_row_key: bytes) -> None:
+        self.db.execute("UPDATE slices SET last_row_key = ? WHERE start_ms = ? AND end_ms = ?",
+                        (last_row_key, start_ms, end_ms))
+
+    def mark_finished(self, start_ms: int, end_ms: int, status: str, *, rows: int = 0,
+                      indexed: int = 0, stale: int = 0, failed: int = 0,
+                      error: str | None = None) -> None:
+        assert status in STATUSES
+        self.db.execute(
+            "INSERT INTO slices (start_ms, end_ms, status, rows, indexed, stale, failed, error, "
+            "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (start_ms, end_ms) DO "
+            "UPDATE SET status = excluded.status, rows = excluded.rows, "
+            "indexed = excluded.indexed, stale = excluded.stale, failed = excluded.failed, "
+            "error = excluded.error, finished_at = excluded.finished_at",
+            (start_ms, end_ms, status, rows, indexed, stale, failed, error, time.time()))
+
+    def watermark(self, origin_ms: int) -> int:
+        """End of the contiguous run of done slices that starts at ``origin_ms``."""
+        ends_by_start: dict[int, int] = {}
+        for start, end in self.db.execute(
+                "SELECT start_ms, end_ms FROM slices WHERE status = 'done' AND start_ms >= ?",
+                (origin_ms,)):
+            ends_by_start[start] = max(end, ends_by_start.get(start, end))
+        mark = origin_ms
+        while mark in ends_by_start:
+            mark = ends_by_start[mark]
+        return mark
+
+    def summary(self) -> dict:
+        counts = {status: 0 for status in STATUSES}
+        for status, n in self.db.execute("SELECT status, count(*) FROM slices GROUP BY status"):
+            counts[status] = n
+        return counts
