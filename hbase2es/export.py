@@ -7,17 +7,22 @@ a SIGKILL of this process, runs exactly the slices that are not done.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from . import es_compat, slicejob
+from . import es_compat, indexsetup, slicejob
 from .errors import ConfigError, ExitCode, Hbase2esError, UnavailableError
 from .hbase_reader import open_reader
 from .ledger import Ledger
-from .pool import Outcome, Pool, Progress as ProgressEvent, Started, WorkerStartupError
+from .plan import slice_tasks, table_regions
+from .pool import (Outcome, Pool, Progress as ProgressEvent, Retrying, Started, TaskError,
+                   WorkerStartupError)
+from .regions import SliceTask, merge_results, wants_region_split
 from .report import Progress, RunReport, SliceReport
 from .settings import Settings
 from .timewindow import Slice, format_time, split_window
@@ -122,7 +127,10 @@ def run_export(settings: Settings) -> RunReport:
                     ledger.mark_pending(*key)
         if todo:
             preflight(settings)
-            _run_slices(settings, todo, report, ledger)
+            # --create-index / --bulk-load: indices ready before the first document,
+            # bulk-load settings put back however the run ends.
+            with indexsetup.prepared_indices(settings, [e.slice for e in todo], report):
+                _run_slices(settings, todo, report, ledger)
         report.seconds = time.monotonic() - started
         report.exit_code = exit_code(report, run.max_errors)
         return report
@@ -146,24 +154,102 @@ def _run_slices(settings: Settings, todo: list[SliceReport], report: RunReport,
             s = todo[event.index].slice
             ledger.mark_running(s.start_ms, s.end_ms)
 
+    executor = EXECUTORS[run.executor]
+    if wants_region_split(settings):
+        executor = by_region(executor, table_regions(settings))
     try:
-        with Pool(min(run.workers, len(todo)), initializer=slicejob.open_worker,
+        for outcome in executor(settings, [e.slice for e in todo], on_event, report):
+            entry = todo[outcome.index]
+            _record(entry, outcome)
+            if ledger is not None:
+                _write_ledger(ledger, entry)
+            progress.slice_finished(entry, announced.pop(outcome.index, 0))
+    finally:
+        progress.close()
+
+
+def local_outcomes(settings: Settings, slices: list[Slice], on_event,
+                   report: RunReport) -> Iterator[Outcome]:
+    """Run slices on our own process pool, yielding one Outcome per slice as it ends."""
+    run = settings.run
+    try:
+        with Pool(min(run.workers, len(slices)), initializer=slicejob.open_worker,
                   initargs=(settings,), finalizer=slicejob.close_worker,
                   max_attempts=run.max_attempts, start_method=run.start_method,
                   grace_seconds=run.grace_seconds) as pool, _stop_on_signals(pool, report):
-            for outcome in pool.run(slicejob.export_slice, [e.slice for e in todo],
-                                    on_event=on_event):
-                entry = todo[outcome.index]
-                _record(entry, outcome)
-                if ledger is not None:
-                    _write_ledger(ledger, entry)
-                progress.slice_finished(entry, announced.pop(outcome.index, 0))
+            yield from pool.run(slicejob.export_slice, slices, on_event=on_event)
     except WorkerStartupError as exc:
         err = exc.error
         code = ExitCode.UNAVAILABLE if err.type == "UnavailableError" else ExitCode.FAILED
         raise Hbase2esError(f"workers could not start: {err.message}", code) from None
-    finally:
-        progress.close()
+
+
+# Where slices run. Each executor yields pool.Outcome objects (index = position in the
+# slice list) and reports Started/Progress events through on_event.
+EXECUTORS = {"local": local_outcomes}
+
+
+def by_region(executor, regions: list[tuple[bytes, bytes]]):
+    """Wrap an executor so that each slice runs as one task per table region it touches.
+
+    The wrapped executor still yields one Outcome per slice: done when every piece is,
+    failed when one failed (its error names the piece's key range), cancelled when a
+    piece was cancelled or never started. Counts and seconds are summed
+    (regions.merge_results); attempts is the most any piece needed. Events carry the
+    slice's position; a piece's last row key is left out (pieces of one slice advance
+    side by side, so no single key says how far the slice got).
+    """
+
+    def run(settings: Settings, slices: list[Slice], on_event, report: RunReport
+            ) -> Iterator[Outcome]:
+        tasks, owners = slice_tasks(settings, slices, regions)
+        left = collections.Counter(owners)
+        finished: dict[int, list[Outcome]] = {}
+        workers: dict[int, set[int]] = collections.defaultdict(set)
+        report.extra["region_split"] = {
+            "regions": len(regions), "tasks": len(tasks),
+            "slices": [{"index": s.index, "pieces": left[i], "workers": 0}
+                       for i, s in enumerate(slices)]}
+
+        def piece_event(event) -> None:
+            if isinstance(event, Started):
+                workers[owners[event.index]].add(event.pid)
+            elif isinstance(event, ProgressEvent) and isinstance(event.payload, dict):
+                event = dataclasses.replace(event, payload={**event.payload, "last_key": None})
+            elif not isinstance(event, Retrying):
+                return  # Finished: the merged outcome is yielded when the last piece ends
+            on_event(dataclasses.replace(event, index=owners[event.index]))
+
+        def merged(position: int) -> Outcome:
+            pieces = finished.pop(position, [])
+            report.extra["region_split"]["slices"][position]["workers"] = len(workers[position])
+            attempts = max((o.attempts for o in pieces), default=0)
+            bad = [o for o in pieces if o.status == "failed"] or \
+                [o for o in pieces if o.status != "ok"]
+            if bad:
+                task = tasks[bad[0].index]
+                where = (f"region piece [{task.row_start.hex()}, {task.row_stop.hex()}): "
+                         if isinstance(task, SliceTask) else "")
+                error = bad[0].error and dataclasses.replace(
+                    bad[0].error, message=where + bad[0].error.message)
+                return Outcome(position, bad[0].status, None, error, attempts)
+            if left[position]:
+                error = TaskError("Cancelled", f"{left[position]} of its region pieces did not "
+                                  "run", "")
+                return Outcome(position, "cancelled", None, error, attempts)
+            return Outcome(position, "ok", merge_results([o.value for o in pieces]), None,
+                           attempts)
+
+        for outcome in executor(settings, tasks, piece_event, report):
+            position = owners[outcome.index]
+            finished.setdefault(position, []).append(outcome)
+            left[position] -= 1
+            if not left[position]:
+                yield merged(position)
+        for position in list(finished):  # stopped early: some pieces never started
+            yield merged(position)
+
+    return run
 
 
 def _record(entry: SliceReport, outcome: Outcome) -> None:
@@ -190,6 +276,8 @@ def _write_ledger(ledger: Ledger, entry: SliceReport) -> None:
 def exit_code(report: RunReport, max_errors: int) -> ExitCode:
     if report.interrupted:
         return ExitCode.INTERRUPTED
+    if report.extra.get("bulk_load_restore_failed"):  # indices left without refresh/replicas
+        return ExitCode.FAILED
     failed_slices = [s for s in report.slices if s.status not in ("done", "skipped")]
     if failed_slices or report.totals()["failed"] > max_errors:
         return ExitCode.FAILED
