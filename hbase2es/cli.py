@@ -7,6 +7,7 @@ stderr, no traceback (``--log-level debug`` shows one).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -35,6 +36,19 @@ def _hbase_address(ctx, param, value):
     return host, int(port)
 
 
+def _spark_conf_pairs(ctx, param, values):
+    """``--spark-conf KEY=VALUE`` (repeatable) -> {KEY: VALUE}; None when not given."""
+    if not values:
+        return None
+    conf = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        conf[key.strip()] = value
+    return conf
+
+
 # Options shared by every command that selects a table, an index and a window.
 SELECTION_OPTIONS = [
     click.option("--config", "config", type=click.Path(dir_okay=False), envvar=_env("config"),
@@ -58,6 +72,13 @@ SELECTION_OPTIONS = [
                  type=click.Choice(["debug", "info", "warning", "error"]),
                  help="Log verbosity; debug also shows tracebacks."),
 ]
+
+
+SPLIT_BY_REGION = click.option(
+    "--split-by-region/--no-split-by-region", "split_by_region", default=None,
+    envvar=_env("split_by_region"),
+    help="Run each slice as one task per table region it touches, so several workers share "
+         "a big slice (default: on for time_source = rowkey, off otherwise).")
 
 
 def selection_options(fn):
@@ -88,11 +109,26 @@ def build_settings(params: dict, *, need_window: bool = True) -> Settings:
         "run.ledger": params.get("ledger"),
         "run.resume": params.get("resume") or None,
         "run.incremental": params.get("incremental") or None,
+        "run.create_index": params.get("create_index") or None,
+        "run.bulk_load": params.get("bulk_load") or None,
+        "run.split_by_region": params.get("split_by_region"),
+        "run.executor": params.get("executor"),
+        "spark.master": params.get("spark_master"),
+        "spark.conf": params.get("spark_conf"),
     }
     settings = load_settings(params.get("config"), overrides, now_ms=int(time.time() * 1000),
                              need_window=need_window)
     setup_logging(settings.run.log_level)
     return settings
+
+
+def _check_output_dirs(settings: Settings) -> None:
+    """A report or dead-letter file in a missing directory fails now, not after the export."""
+    for key, path in (("run.report", settings.run.report),
+                      ("run.dead_letter", settings.run.dead_letter),
+                      ("run.ledger", settings.run.ledger)):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise ConfigError(f"{key}: directory of {path!r} does not exist")
 
 
 class Hbase2esGroup(click.Group):
@@ -116,6 +152,10 @@ def _classify(exc: Exception) -> tuple[ExitCode, str]:
     """Third-party errors that reach the top: unreachable servers are exit 3."""
     from . import es_compat
 
+    # A local file the user named (report, ledger ...) is not a server: exit 2, not 3.
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError,
+                        NotADirectoryError)) and exc.filename:
+        return ExitCode.USAGE, f"cannot use file {exc.filename!r}: {exc.strerror}"
     if isinstance(exc, es_compat.CONNECTION_ERRORS) or isinstance(exc, (ConnectionError, OSError)):
         return ExitCode.UNAVAILABLE, f"server unreachable: {type(exc).__name__}: {exc}"[:500]
     return ExitCode.FAILED, f"unexpected {type(exc).__name__}: {exc} (--log-level debug for details)"
@@ -153,11 +193,33 @@ def cli():
               help="Skip slices the ledger has as done.")
 @click.option("--incremental", is_flag=True, default=None, envvar=_env("incremental"),
               help="Start at the ledger's watermark: export only what is new (for cron).")
+@click.option("--create-index", is_flag=True, default=None, envvar=_env("create_index"),
+              help="Create missing indices with [elasticsearch] index_settings and mappings; "
+                   "stop before writing when an existing index's mapping conflicts.")
+@click.option("--bulk-load", is_flag=True, default=None, envvar=_env("bulk_load"),
+              help="No refresh and no replicas while writing; the previous settings are put "
+                   "back when the run ends, also after a failure or Ctrl-C.")
+@SPLIT_BY_REGION
+@click.option("--executor", type=click.Choice(["local", "spark"]), envvar=_env("executor"),
+              help="Where slices run: our own worker processes (local, the default) or Spark "
+                   "tasks (needs pip install 'hbase2es[spark]').")
+@click.option("--spark-master", envvar=_env("spark_master"), metavar="URL",
+              help="Spark master for --executor spark: local[N], local[N,MAX_FAILURES], yarn, "
+                   "spark://HOST:PORT, k8s://... (default: spark-submit's, else local[*]).")
+@click.option("--spark-conf", multiple=True, callback=_spark_conf_pairs,
+              envvar=_env("spark_conf"), metavar="KEY=VALUE",
+              help="A Spark property for --executor spark, e.g. spark.executor.memory=2g; "
+                   "repeat for several.")
 def export(**params):
     """Export the rows of a time window from HBase into Elasticsearch."""
     from .export import run_export
 
     settings = build_settings(params)
+    _check_output_dirs(settings)
+    if settings.run.executor == "spark":  # missing pyspark: exit 2 before any server is asked
+        from .spark_executor import require_pyspark
+
+        require_pyspark()
     report = run_export(settings)
     click.echo(summary_table(report))
     if settings.run.report:
@@ -172,18 +234,57 @@ def export(**params):
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--sample", type=click.IntRange(min=1), metavar="N",
               help="Also print N documents built from the first non-empty slice.")
+@SPLIT_BY_REGION
 def plan(as_json: bool, sample: int | None, **params):
     """Show the slices and index names of a window without writing anything."""
-    from .plan import describe_plan, render_plan, sample_documents
+    from .plan import describe_plan, render_plan, sample_documents, table_regions
 
     settings = build_settings(params)
-    data = describe_plan(settings)
+    # Region pieces need the table's regions. Only an explicit --split-by-region (or
+    # [run] split_by_region = true) asks HBase for them, so a plain plan stays offline.
+    regions = table_regions(settings) if settings.run.split_by_region else None
+    data = describe_plan(settings, regions)
     if sample:
         data["sample"] = sample_documents(settings, sample)
+        from .indexsetup import warn_field_count  # fields of the sample vs. the field limit
+
+        warn_field_count(settings, [doc["document"] for doc in data["sample"]])
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
     else:
         click.echo(render_plan(data))
+
+
+@cli.command()
+@selection_options
+@click.option("--workers", type=click.IntRange(min=1), envvar=_env("workers"),
+              help="Worker processes, each with its own HBase and Elasticsearch connection.")
+@click.option("--sample", type=click.IntRange(min=1), metavar="N",
+              help="Check a random sample of N rows per slice instead of every row.")
+@click.option("--compare-fields", is_flag=True,
+              help="Also rebuild each checked row's document and compare it field by field "
+                   "with the stored _source (reads whole rows).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--report", type=click.Path(dir_okay=False), envvar=_env("report"),
+              help="Write the result as JSON to this file.")
+def verify(sample: int | None, compare_fields: bool, as_json: bool, **params):
+    """Check that every row of the window has its document in Elasticsearch (exit 1 if not)."""
+    from .verify import problem_summary, render_verify, run_verify
+
+    settings = build_settings(params)
+    _check_output_dirs(settings)
+    data = run_verify(settings, sample=sample, compare_fields=compare_fields).to_dict()
+    if as_json:
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        if data["exit_code"] == ExitCode.FAILED and problem_summary(data):
+            click.echo(f"hbase2es: {problem_summary(data)}", err=True)
+    else:
+        click.echo(render_verify(data))
+    if settings.run.report:
+        write_json(settings.run.report, data)
+    if data["interrupted"]:
+        click.echo("hbase2es: interrupted; the result covers the slices checked so far", err=True)
+    sys.exit(int(data["exit_code"]))
 
 
 @cli.command()

@@ -101,3 +101,66 @@ def refresh(client: Elasticsearch, index: str) -> None:
 
 def count(client: Elasticsearch, index: str) -> int:
     return int(body(client.count(index=index))["count"])
+
+
+def error_type(exc: BaseException) -> str | None:
+    """Elasticsearch's error type of a failed request (``resource_already_exists_exception``)."""
+    for name in ("body", "info"):  # 8.x+ keeps the parsed body in .body, 7.x in .info
+        data = getattr(exc, name, None)
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            return data["error"].get("type")
+    return None
+
+
+def error_reason(exc: BaseException) -> str:
+    """The reason Elasticsearch gave for a failed request, or the exception text."""
+    for name in ("body", "info"):
+        data = getattr(exc, name, None)
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            error = data["error"]
+            cause = (error.get("root_cause") or [{}])[0]
+            return str(cause.get("reason") or error.get("reason") or error.get("type"))
+    return str(exc)
+
+
+def index_exists(client: Elasticsearch, name: str) -> bool:
+    return bool(client.indices.exists(index=name))
+
+
+def create_index(client: Elasticsearch, name: str, settings: dict, mappings: dict) -> bool:
+    """Create an index; False when it already exists (created meanwhile by someone else)."""
+    try:
+        # 7.17 takes settings/mappings as parameters too (its body= is deprecated).
+        client.indices.create(index=name, settings=settings or None, mappings=mappings or None)
+    except API_ERRORS as exc:
+        if error_type(exc) == "resource_already_exists_exception":
+            return False
+        raise
+    return True
+
+
+def get_settings(client: Elasticsearch, names: str, *, include_defaults: bool = False) -> dict:
+    """``{index: {"index.x.y": value}}`` in flat form; indices that do not exist are left out."""
+    response = body(client.indices.get_settings(index=names, flat_settings=True,
+                                                include_defaults=include_defaults,
+                                                ignore_unavailable=True))
+    out = {}
+    for name, data in response.items():
+        flat = dict(data.get("defaults", {}))
+        flat.update(data.get("settings", {}))
+        out[name] = flat
+    return out
+
+
+def put_settings(client: Elasticsearch, names: str, settings: dict) -> None:
+    """Update dynamic settings of a comma-separated list of indices (None resets a setting)."""
+    if MAJOR >= 8:
+        client.indices.put_settings(index=names, settings=settings)
+    else:
+        client.indices.put_settings(index=names, body=settings)
+
+
+def get_mapping(client: Elasticsearch, names: str) -> dict:
+    """``{index: mappings}`` (typeless); indices that do not exist are left out."""
+    response = body(client.indices.get_mapping(index=names, ignore_unavailable=True))
+    return {name: data.get("mappings", {}) for name, data in response.items()}

@@ -184,9 +184,17 @@ def local_outcomes(settings: Settings, slices: list[Slice], on_event,
         raise Hbase2esError(f"workers could not start: {err.message}", code) from None
 
 
+def spark_outcomes(settings: Settings, slices: list[Slice], on_event,
+                   report: RunReport) -> Iterator[Outcome]:
+    """Run slices as Spark tasks (hbase2es.spark_executor); pyspark is imported only here."""
+    from .spark_executor import spark_outcomes as run_on_spark
+
+    yield from run_on_spark(settings, slices, on_event, report)
+
+
 # Where slices run. Each executor yields pool.Outcome objects (index = position in the
 # slice list) and reports Started/Progress events through on_event.
-EXECUTORS = {"local": local_outcomes}
+EXECUTORS = {"local": local_outcomes, "spark": spark_outcomes}
 
 
 def by_region(executor, regions: list[tuple[bytes, bytes]]):

@@ -11,20 +11,23 @@ Secrets are never settings: the config names the environment variables that hold
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .mapping import ColumnSpec, Mapping
-from .timewindow import TimeError, parse_duration, parse_time, parse_tz
+from .mapping import ColumnSpec, IndexTemplate, Mapping
+from .timesource import SALT_FORMATS, TimeSourceError, time_source
+from .timewindow import MAX_SLICES, TimeError, parse_duration, parse_time, parse_tz
 
 DEFAULT_HBASE_PORT = 9090
 DEFAULT_ES_URL = "http://127.0.0.1:9200"
 TRANSPORTS = ("buffered", "framed")
 PROTOCOLS = ("binary", "compact")
-TIME_SOURCES = ("cell",)
+HBASE_APIS = ("thrift1", "thrift2")
+TIME_SOURCES = ("cell", "rowkey", "column")
 START_METHODS = ("spawn", "forkserver")
 
 
@@ -37,6 +40,9 @@ class HBaseSettings:
     protocol: str = "binary"
     timeout_ms: int = 60_000
     batch_size: int = 1000  # scanner caching: rows per Thrift round trip
+    # What the server at host:port speaks: HBase's Thrift1 server (happybase) or its
+    # Thrift2 server, which applies both bounds of a cell-time slice on the server.
+    api: str = "thrift1"
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,35 @@ class ElasticsearchSettings:
     bulk_bytes: int = 10 * 1024 * 1024
     request_timeout: float = 120.0
     retry_seconds: float = 300.0  # how long a slice retries a busy or unreachable cluster
+    # Used by --create-index for indices that do not exist yet (the bodies of
+    # PUT /<index>: "settings" and "mappings"). mappings_file is a JSON file with the
+    # mappings (or {"mappings": ...}); load_settings reads it into mappings.
+    index_settings: dict = field(default_factory=dict)
+    mappings: dict = field(default_factory=dict)
+    mappings_file: str | None = None
+
+
+@dataclass(frozen=True)
+class RowKeySettings:
+    """``[window.rowkey]``: row keys laid out as prefix + salt + separator + time + rest."""
+
+    encoding: str = "epoch_ms_be"  # or epoch_s_be, epoch_ms_text, epoch_s_text, strftime:<pattern>
+    width: int = 0  # bytes/digits of the time; 0 = the encoding's default
+    prefix: str = ""  # constant bytes before the salt: UTF-8 text, or "hex:0a0b"
+    reversed: bool = False  # Long.MAX_VALUE - time (Integer.MAX_VALUE for 4-byte seconds)
+    salt_buckets: int = 0  # 0 = no salt
+    salt_format: str = "byte"  # one byte 0..N-1, or "decimal": zero-padded digits
+    salt_separator: str = ""  # bytes between salt and time: text or "hex:..."
+
+
+@dataclass(frozen=True)
+class ColumnSettings:
+    """``[window.column]``: the row time is the newest value of one column."""
+
+    column: str = ""  # "family:qualifier"
+    encoding: str = "epoch_ms_be"
+    width: int = 0
+    reversed: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +97,8 @@ class WindowSettings:
     slice: str = "1h"
     tz: str = "UTC"
     time_source: str = "cell"
+    rowkey: RowKeySettings = field(default_factory=RowKeySettings)
+    column: ColumnSettings = field(default_factory=ColumnSettings)
 
 
 @dataclass(frozen=True)
@@ -78,6 +115,22 @@ class RunSettings:
     resume: bool = False  # skip slices the ledger has as done
     incremental: bool = False  # start at the ledger's watermark (cron)
     grace_seconds: float = 30.0  # after Ctrl-C/SIGTERM, how long running slices may finish
+    create_index: bool = False  # create missing indices with index_settings and mappings
+    bulk_load: bool = False  # no refresh, no replicas while the run writes; restored after
+    executor: str = "local"  # where slices run: our own process pool, or "spark"
+    # One task per table region a slice touches; None = on for the rowkey source only.
+    split_by_region: bool | None = None
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """``[spark]``: where ``run.executor = "spark"`` runs the slices."""
+
+    # "" = the master spark-submit was given, else local[*]; "local[N,F]" retries a
+    # failed task F-1 times, on a cluster spark.task.maxFailures does.
+    master: str = ""
+    conf: dict = field(default_factory=dict)  # spark.* key -> value, as --conf of spark-submit
+    app_name: str = "hbase2es"
 
 
 @dataclass(frozen=True)
@@ -89,6 +142,7 @@ class Settings:
     window: WindowSettings = field(default_factory=WindowSettings)
     mapping: Mapping = field(default_factory=Mapping)
     run: RunSettings = field(default_factory=RunSettings)
+    spark: SparkSettings = field(default_factory=SparkSettings)
     # Resolved once in the parent so that "now-5m" means the same instant in every worker.
     start_ms: int = 0
     end_ms: int = 0
@@ -104,13 +158,18 @@ SECTIONS = {
     "elasticsearch": ElasticsearchSettings,
     "window": WindowSettings,
     "run": RunSettings,
+    "spark": SparkSettings,
 }
+SUBSECTIONS = {"window.rowkey": RowKeySettings, "window.column": ColumnSettings}
 MAPPING_KEYS = {"id", "rowkey_field", "timestamp_field", "unmapped", "on_decode_error", "columns"}
 CHOICES = {
     "hbase.transport": TRANSPORTS,
     "hbase.protocol": PROTOCOLS,
+    "hbase.api": HBASE_APIS,
     "window.time_source": TIME_SOURCES,
+    "window.rowkey.salt_format": SALT_FORMATS,
     "run.start_method": START_METHODS,
+    "run.executor": ("local", "spark"),
     "run.log_level": ("debug", "info", "warning", "error"),
 }
 POSITIVE = {"hbase.port", "hbase.timeout_ms", "hbase.batch_size", "elasticsearch.bulk_docs",
@@ -130,6 +189,8 @@ def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | 
         if value is None:
             continue
         section, _, name = key.partition(".")
+        if key == "spark.conf":  # --spark-conf adds to the file's [spark] conf, key by key
+            value = {**sections["spark"].get("conf", {}), **value}
         sections[section][name] = _check(key, value, SECTIONS[section], "command line/environment")
     unknown = set(raw) - set(SECTIONS) - {"mapping"}
     if unknown:
@@ -137,7 +198,16 @@ def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | 
                           f"expected one of {', '.join(sorted([*SECTIONS, 'mapping']))}")
     built = {name: SECTIONS[name](**values) for name, values in sections.items()}
     settings = Settings(mapping=_mapping(raw.get("mapping", {}), origin), **built)
+    _check_time_source(settings.window, origin)
     return _resolve(settings, now_ms, need_window)
+
+
+def _check_time_source(window: WindowSettings, origin: str) -> None:
+    """Build the chosen time source once, so a bad [window.rowkey]/[window.column] fails here."""
+    try:
+        time_source(window)
+    except TimeSourceError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -150,23 +220,29 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def _section(raw: dict, name: str, cls: type, origin: str) -> dict[str, Any]:
+def _section(raw: dict, name: str, cls: type, origin: str,
+             path: str | None = None) -> dict[str, Any]:
+    path = path or name  # dotted name of a sub-table, e.g. window.rowkey
     values = raw.get(name, {})
     if not isinstance(values, dict):
-        raise ConfigError(f"{origin}: [{name}] must be a table")
+        raise ConfigError(f"{origin}: [{path}] must be a table")
     known = {f.name for f in fields(cls)}
     out = {}
     for key, value in values.items():
         if key not in known:
-            raise ConfigError(f"{origin}: unknown key {name}.{key}; "
+            raise ConfigError(f"{origin}: unknown key {path}.{key}; "
                               f"known keys: {', '.join(sorted(known))}")
-        out[key] = _check(f"{name}.{key}", value, cls, origin)
+        sub = SUBSECTIONS.get(f"{path}.{key}")
+        if sub is not None:
+            out[key] = sub(**_section(values, key, sub, origin, f"{path}.{key}"))
+            continue
+        out[key] = _check(f"{path}.{key}", value, cls, origin)
     return out
 
 
 def _check(key: str, value: Any, cls: type, origin: str) -> Any:
     """Coerce and validate one value against its dataclass field."""
-    name = key.split(".", 1)[1]
+    name = key.rsplit(".", 1)[1]
     default = next(f for f in fields(cls) if f.name == name)
     expected = default.type
     where = f"{origin}: {key}"
@@ -177,6 +253,11 @@ def _check(key: str, value: Any, cls: type, origin: str) -> Any:
                 or not value:
             raise ConfigError(f"{where} must be a non-empty list of strings, got {value!r}")
         value = tuple(value)
+    elif expected == "dict":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, got {value!r}")
+        if key == "spark.conf":
+            value = _spark_conf(value, where)
     elif "bool" in expected:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")
@@ -203,6 +284,27 @@ def _check(key: str, value: Any, cls: type, origin: str) -> Any:
     return value
 
 
+def _spark_conf(table: dict, where: str, prefix: str = "") -> dict[str, str]:
+    """Spark properties as strings; unquoted dotted TOML keys (nested tables) are joined back."""
+    out: dict[str, str] = {}
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            out.update(_spark_conf(value, where, f"{key}."))
+            continue
+        if not key.startswith("spark."):
+            raise ConfigError(f"{where}: {key!r} is not a Spark property (they start with "
+                              f"\"spark.\")")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            value = str(value)
+        elif not isinstance(value, str):
+            raise ConfigError(f"{where}.{key} must be a string, got {value!r}")
+        out[key] = value
+    return out
+
+
 def _mapping(raw: dict, origin: str) -> Mapping:
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: [mapping] must be a table")
@@ -213,6 +315,9 @@ def _mapping(raw: dict, origin: str) -> Mapping:
     if raw.get("id", "rowkey") != "rowkey":
         raise ConfigError(f"{origin}: mapping.id must be \"rowkey\", got {raw['id']!r}")
     columns = []
+    if not isinstance(raw.get("columns", {}), dict):
+        raise ConfigError(f"{origin}: [mapping.columns] must be a table of \"family:qualifier\" "
+                          f"= {{ field = \"name\", type = \"...\" }}")
     for column, spec in raw.get("columns", {}).items():
         where = f"{origin}: mapping.columns.\"{column}\""
         if isinstance(spec, str):
@@ -220,8 +325,11 @@ def _mapping(raw: dict, origin: str) -> Mapping:
         if not isinstance(spec, dict) or set(spec) - {"field", "type"}:
             raise ConfigError(f"{where} must be {{ field = \"name\", type = \"...\" }}")
         qualifier = column.split(":", 1)[-1]
-        columns.append(ColumnSpec(column=column.encode(), field=spec.get("field", qualifier),
-                                  type=spec.get("type", "string")))
+        try:
+            columns.append(ColumnSpec(column=column.encode(), field=spec.get("field", qualifier),
+                                      type=spec.get("type", "string")))
+        except ValueError as exc:  # unknown type, no family, empty field: exit 2, not 1
+            raise ConfigError(f"{where}: {exc}") from None
     options = {k: raw[k] for k in ("rowkey_field", "timestamp_field", "unmapped", "on_decode_error")
                if k in raw}
     try:
@@ -242,6 +350,12 @@ def _resolve(settings: Settings, now_ms: int, need_window: bool) -> Settings:
         raise ConfigError("no HBase table: give --table or [hbase] table")
     if not settings.elasticsearch.index:
         raise ConfigError("no Elasticsearch index: give --index or [elasticsearch] index")
+    try:
+        # Checked here so a bad name fails before any server is contacted, not in the workers.
+        IndexTemplate(settings.elasticsearch.index, tz)
+    except ValueError as exc:
+        raise ConfigError(f"elasticsearch.index: {exc}") from None
+    settings = _with_mappings_file(settings)
     start_ms = end_ms = 0
     if need_window:
         if w.start is None or w.end is None:
@@ -254,4 +368,28 @@ def _resolve(settings: Settings, now_ms: int, need_window: bool) -> Settings:
             raise ConfigError(f"window: {exc}") from None
         if start_ms >= end_ms:
             raise ConfigError(f"window: start {w.start!r} is not before end {w.end!r}")
+        if -(-(end_ms - start_ms) // slice_ms) > MAX_SLICES:  # a typo, such as 1ms for 1m
+            raise ConfigError(f"window: {w.start!r} to {w.end!r} would need more than "
+                              f"{MAX_SLICES} slices of {w.slice}: use a larger window.slice")
     return replace(settings, start_ms=start_ms, end_ms=end_ms, slice_ms=slice_ms)
+
+
+def _with_mappings_file(settings: Settings) -> Settings:
+    """Read ``elasticsearch.mappings_file`` into ``mappings`` (a path relative to the cwd)."""
+    es = settings.elasticsearch
+    if not es.mappings_file:
+        return settings
+    key = "elasticsearch.mappings_file"
+    if es.mappings:
+        raise ConfigError(f"{key}: give either elasticsearch.mappings or mappings_file, not both")
+    try:
+        data = json.loads(Path(es.mappings_file).read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {es.mappings_file!r}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {es.mappings_file!r} is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and set(data) == {"mappings"}:
+        data = data["mappings"]  # the body of a create-index request, as Kibana shows it
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key}: {es.mappings_file!r} must hold a JSON object of mappings")
+    return replace(settings, elasticsearch=replace(es, mappings=data))
