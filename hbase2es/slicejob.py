@@ -20,6 +20,7 @@ from .errors import Hbase2esError
 from .es_writer import BulkWriter, Rejection
 from .hbase_reader import open_reader
 from .mapping import DecodeError, IndexTemplate, build_document, document_id
+from .regions import SliceTask, clip_scan
 from .settings import Settings
 from .timesource import time_source
 from .timewindow import Slice
@@ -63,7 +64,7 @@ class SliceExporter:
             self.reader.close()
             raise
         self.template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
-        self.source = time_source(settings.window.time_source)
+        self.source = time_source(settings.window)
 
     def close(self) -> None:
         self.reader.close()
@@ -74,7 +75,9 @@ class SliceExporter:
         except Exception:  # noqa: BLE001
             pass
 
-    def run(self, slice_: Slice, progress: Callable[[dict], None] | None = None) -> SliceResult:
+    def run(self, slice_: Slice, progress: Callable[[dict], None] | None = None,
+            key_range: tuple[bytes, bytes] | None = None) -> SliceResult:
+        """Export the rows of a slice; ``key_range`` limits it to one region's piece."""
         started = time.monotonic()
         result = SliceResult(slice_.index, slice_.start_ms, slice_.end_ms)
         es = self.settings.elasticsearch
@@ -93,7 +96,10 @@ class SliceExporter:
         sent = (0, 0)  # rows and indexed already reported as progress
         last_report = started
         rows = 0
-        for spec in self.source.scans(slice_):
+        scans = self.source.scans(slice_)
+        if key_range is not None:
+            scans = [c for c in (clip_scan(spec, *key_range) for spec in scans) if c is not None]
+        for spec in scans:
             for key, values, newest in reader.scan(**spec.scan_kwargs()):
                 t = row_time(key, values, newest)
                 if t < start_ms or t >= end_ms:
@@ -162,16 +168,20 @@ def close_worker() -> None:
         _exporter = None
 
 
-def export_slice(slice_: Slice, progress: Callable[[dict], None]) -> SliceResult:
-    """The function the pool runs for each slice."""
-    return _exporter.run(slice_, progress)
+def export_slice(task: Slice | SliceTask, progress: Callable[[dict], None]) -> SliceResult:
+    """The function the pool runs for each slice, or each region's piece of a slice."""
+    if isinstance(task, SliceTask):
+        return _exporter.run(task.slice, progress, (task.row_start, task.row_stop))
+    return _exporter.run(task, progress)
 
 
-def run_slice(slice_: Slice, settings: Settings,
+def run_slice(slice_: Slice | SliceTask, settings: Settings,
               progress: Callable[[dict], None] | None = None) -> SliceResult:
-    """Export one slice with resources of its own (for executors other than the pool)."""
+    """Export one slice (or region piece) with resources of its own (for other executors)."""
     exporter = SliceExporter(settings)
     try:
+        if isinstance(slice_, SliceTask):
+            return exporter.run(slice_.slice, progress, (slice_.row_start, slice_.row_stop))
         return exporter.run(slice_, progress)
     finally:
         exporter.close()
