@@ -29,6 +29,7 @@ PROTOCOLS = ("binary", "compact")
 HBASE_APIS = ("thrift1", "thrift2")
 TIME_SOURCES = ("cell", "rowkey", "column")
 START_METHODS = ("spawn", "forkserver")
+SPARK_MASTERS = ("local", "yarn", "spark://", "k8s://")  # how a Spark master URL starts
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,10 @@ def _check(key: str, value: Any, cls: type, origin: str) -> Any:
         raise ConfigError(f"{where} must be one of {', '.join(CHOICES[key])}, got {value!r}")
     if key == "run.max_errors" and value < 0:
         raise ConfigError(f"{where} must be 0 or more, got {value!r}")
+    if key == "spark.master" and value and not value.startswith(SPARK_MASTERS):
+        # Spark's own message comes only after a JVM start, as a stack trace.
+        raise ConfigError(f"{where} must be local, local[N], local[N,MAX_FAILURES], yarn, "
+                          f"spark://HOST:PORT or k8s://URL, got {value!r}")
     if key in POSITIVE and value <= 0:
         raise ConfigError(f"{where} must be greater than 0, got {value!r}")
     return value

@@ -80,7 +80,9 @@ def servers():
         elif _docker_answers():
             found = _start_containers(containers)
         else:
-            started_local = devservers.running_env() is None
+            # Servers from before the Thrift2 server joined the set only get it added: they
+            # are not ours to stop afterwards.
+            started_local = devservers.running_env() is None and devservers.add_thrift2() is None
             env = devservers.up()
             found = Servers(env["HBASE2ES_TEST_HBASE"], env["HBASE2ES_TEST_ES"])
     except Exception as exc:  # noqa: BLE001
@@ -95,6 +97,24 @@ def servers():
             container.stop()
         if started_local:
             devservers.down(quiet=True)
+
+
+@pytest.fixture(scope="session")
+def thrift2_address(servers) -> str:
+    """host:port of HBase's Thrift2 server, beside the Thrift1 server of `servers`.
+
+    From HBASE2ES_TEST_HBASE_THRIFT2, else from .devservers/env (`make servers` starts it);
+    missing fails under CI=true and skips elsewhere.
+    """
+    address = (os.environ.get("HBASE2ES_TEST_HBASE_THRIFT2")
+               or devservers.read_env().get("HBASE2ES_TEST_HBASE_THRIFT2"))
+    if not address:
+        message = ("no HBase Thrift2 server for integration tests: set "
+                   "HBASE2ES_TEST_HBASE_THRIFT2=host:port or run `make servers`")
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return address
 
 
 @pytest.fixture

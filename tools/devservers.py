@@ -3,7 +3,8 @@
 No Docker here: both servers come from Maven Central as jars (see servers/*/pom.xml)
 and run as plain JVMs. State lives under .devservers/ in the repository:
 
-    env        HBASE2ES_TEST_HBASE=host:port and HBASE2ES_TEST_ES=http://host:port
+    env        HBASE2ES_TEST_HBASE=host:port (Thrift1), HBASE2ES_TEST_ES=http://host:port,
+               HBASE2ES_TEST_HBASE_THRIFT2=host:port (HBase's Thrift2 server)
     pids.json  the PIDs this tool started, so `down` stops exactly those
     <name>/    each server's data, config and log
 
@@ -166,7 +167,8 @@ def spawn(name: str, argv: list[str], logfile: Path) -> subprocess.Popen:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 cwd=logfile.parent)
-    log(f"started {name} (pid {proc.pid}), log {logfile.relative_to(ROOT)}")
+    shown = logfile.relative_to(ROOT) if logfile.is_relative_to(ROOT) else logfile
+    log(f"started {name} (pid {proc.pid}), log {shown}")
     return proc
 
 
@@ -199,6 +201,18 @@ def hbase_answers(address: str) -> bool:
         conn.close()
 
 
+def hbase_thrift2_answers(address: str) -> bool:
+    """True when a Thrift2 server answers and sees hbase:meta (so the master is up)."""
+    from hbase2es.thrift2_reader import connect_thrift2, table_name  # the project's own IDL
+
+    host, port = address.rsplit(":", 1)
+    client = connect_thrift2(host, int(port), timeout_ms=5000)
+    try:
+        return bool(client.tableExists(table_name("hbase:meta")))
+    finally:
+        client.close()
+
+
 def es_answers(url: str) -> bool:
     with urllib.request.urlopen(url + "/_cluster/health?wait_for_status=yellow&timeout=5s",
                                 timeout=10) as resp:
@@ -215,10 +229,11 @@ def running_env() -> dict[str, str] | None:
     """The env of servers that already answer, or None."""
     env = read_env()
     hbase, es = env.get("HBASE2ES_TEST_HBASE"), env.get("HBASE2ES_TEST_ES")
-    if not (hbase and es):
+    thrift2 = env.get("HBASE2ES_TEST_HBASE_THRIFT2")
+    if not (hbase and es and thrift2):
         return None
     try:
-        if hbase_answers(hbase) and es_answers(es):
+        if hbase_answers(hbase) and es_answers(es) and hbase_thrift2_answers(thrift2):
             return env
     except Exception:  # noqa: BLE001
         return None
@@ -241,14 +256,49 @@ def hbase_site(data: Path, zk_port: int) -> str:
         "hbase.regionserver.port": "0",
         "hbase.master.hostname": HOST,
         "hbase.regionserver.hostname": HOST,
-        # Lease-expiry tests want a short scanner lease; override through the environment.
+        # Lease-expiry tests want a short scanner lease (they wait past it); override through
+        # the environment. 20s is harmless otherwise: the HBase client inside the Thrift
+        # servers reopens a region scanner whose lease expired, and the readers reopen a
+        # scanner the Thrift server dropped (Thrift1 after 2x this, Thrift2 after 1x).
         "hbase.client.scanner.timeout.period":
-            os.environ.get("HBASE2ES_DEVSERVERS_SCANNER_TIMEOUT_MS", "60000"),
+            os.environ.get("HBASE2ES_DEVSERVERS_SCANNER_TIMEOUT_MS", "20000"),
         "hbase.regionserver.thrift.framed": "false",
     }
     body = "".join(f"  <property><name>{k}</name><value>{v}</value></property>\n"
                    for k, v in props.items())
     return f'<?xml version="1.0"?>\n<configuration>\n{body}</configuration>\n'
+
+
+def hbase_jvm(conf: Path, cp: str) -> list[str]:
+    """The java command line shared by the HBase master and both Thrift servers."""
+    return [java_bin(), *HBASE_JVM_FLAGS, f"-Dlog4j.configurationFile={conf}/log4j2.properties",
+            f"-Dhbase2es.devservers={STATE}", "-cp", f"{conf}:{cp}"]
+
+
+def start_hbase_thrift2(pids: dict[str, int], conf: Path, cp: str) -> str:
+    """HBase's Thrift2 server, a client of the running master through the same conf."""
+    port = free_port()
+    logfile = conf.parent / "thrift2.log"
+    proc = spawn("HBase Thrift2", [*hbase_jvm(conf, cp), "-Xmx512m",
+                                   "org.apache.hadoop.hbase.thrift2.ThriftServer",
+                                   "-p", str(port), "--infoport", "-1", "-b", HOST, "start"],
+                 logfile)
+    pids["hbase-thrift2"] = proc.pid
+    address = f"{HOST}:{port}"
+    wait_until("HBase Thrift2 server", lambda: hbase_thrift2_answers(address), proc, logfile)
+    return address
+
+
+def start_thrift1(conf: Path, port: int, logfile: Path) -> subprocess.Popen:
+    """A Thrift1 server for the HBase that ``conf`` points at; returns without waiting.
+
+    Fault tests start PRIVATE ones (they kill and restart them) with the shared HBase's
+    conf dir, or a copy of it with other client settings such as the scanner lease.
+    """
+    return spawn("HBase Thrift (private)", [
+        *hbase_jvm(conf, classpath("hbase")), "-Xmx256m",
+        "org.apache.hadoop.hbase.thrift.ThriftServer",
+        "-p", str(port), "--infoport", "-1", "-b", HOST, "start"], logfile)
 
 
 def start_hbase(pids: dict[str, int]) -> str:
@@ -260,8 +310,7 @@ def start_hbase(pids: dict[str, int]) -> str:
     data.mkdir()
     (conf / "hbase-site.xml").write_text(hbase_site(data, free_port()))
     (conf / "log4j2.properties").write_text(LOG4J2)
-    jvm = [java_bin(), *HBASE_JVM_FLAGS, f"-Dlog4j.configurationFile={conf}/log4j2.properties",
-           f"-Dhbase2es.devservers={STATE}", "-cp", f"{conf}:{cp}"]
+    jvm = hbase_jvm(conf, cp)
 
     master_log = base / "master.log"
     master = spawn("HBase master", [*jvm, "-Xmx1g", "org.apache.hadoop.hbase.master.HMaster",
@@ -281,21 +330,44 @@ def start_hbase(pids: dict[str, int]) -> str:
     return address
 
 
-def start_es(pids: dict[str, int]) -> str:
+def start_es(pids: dict[str, int], base: Path | None = None, http_port: int | None = None,
+             heap: str | None = None, fresh: bool = True) -> str:
+    """Start Elasticsearch and wait until it answers; return its URL.
+
+    Without ``base`` it is the shared dev server under STATE. Tests pass ``base`` (their own
+    data dir), ``http_port`` (below 9300) and ``heap`` for a PRIVATE node they may kill;
+    ``fresh=False`` keeps base's data, to start such a node again after a kill.
+    """
     cp = classpath("elasticsearch")
-    base = STATE / "elasticsearch"
-    shutil.rmtree(base, ignore_errors=True)
-    base.mkdir(parents=True)
-    http_port = next((p + 1 for p in ES_PORT_RANGE if port_free(p + 1)), None)
+    private = base is not None
+    base = base or STATE / "elasticsearch"
+    if fresh:
+        shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True, exist_ok=True)
+    if http_port is None:
+        http_port = next((p + 1 for p in ES_PORT_RANGE if port_free(p + 1)), None)
     if http_port is None:
         raise StartError("no free port for Elasticsearch in 9201-9299")
+    if private:
+        # The runner keeps an existing elasticsearch.yml. Without single-node discovery a
+        # second node on loopback would find the shared one on 9300-9305 and try to join it.
+        config = base / "node" / "node_1" / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        if not (config / "elasticsearch.yml").exists():
+            (config / "elasticsearch.yml").write_text(
+                f"discovery.type: single-node\ntransport.port: {free_port()}\n")
     logfile = base / "es.log"
-    heap = os.environ.get("HBASE2ES_DEVSERVERS_ES_HEAP", "1g")
+    heap = heap or os.environ.get("HBASE2ES_DEVSERVERS_ES_HEAP", "1g")
     proc = spawn("Elasticsearch", [
-        java_bin(), f"-Xms{heap}", f"-Xmx{heap}", *ES_JVM_FLAGS, f"-Dhbase2es.devservers={STATE}",
+        java_bin(), f"-Xms{heap}", f"-Xmx{heap}", *ES_JVM_FLAGS,
+        # A private node lives for one test: the quick JIT tier starts it twice as fast.
+        *(["-XX:TieredStopAtLevel=1"] if private else []),
+        f"-Dhbase2es.devservers={base if private else STATE}",
         "-cp", cp, "org.codelibs.elasticsearch.runner.ElasticsearchClusterRunner",
         "-basePath", str(base / "node"), "-numOfNode", "1", "-baseHttpPort", str(http_port - 1),
-        "-clusterName", "hbase2es-dev",
+        "-clusterName", f"hbase2es-private-{http_port}" if private else "hbase2es-dev",
+        # A private node needs only HTTP: skipping the other modules halves its start time.
+        *(["-moduleTypes", "org.elasticsearch.transport.Netty4Plugin"] if private else []),
     ], logfile)
     pids["elasticsearch"] = proc.pid
     url = f"http://{HOST}:{http_port}"
@@ -308,11 +380,43 @@ def start_es(pids: dict[str, int]) -> str:
 
 # ---------------------------------------------------------------------------- commands
 
+def add_thrift2() -> dict[str, str] | None:
+    """Start only the Thrift2 server beside an HBase and Elasticsearch that already answer.
+
+    Servers started before the Thrift2 server joined the set keep running (others may be
+    using them); None when they do not answer, so `up` starts everything afresh.
+    """
+    env = read_env()
+    hbase, es = env.get("HBASE2ES_TEST_HBASE"), env.get("HBASE2ES_TEST_ES")
+    conf = STATE / "hbase" / "conf"
+    try:
+        pids = json.loads(PIDS_FILE.read_text())
+        if not (hbase and es and (conf / "hbase-site.xml").exists()
+                and ours(pids.get("hbase-master", 0)) and hbase_answers(hbase) and es_answers(es)):
+            return None
+    except Exception:  # noqa: BLE001 - anything missing means "start afresh"
+        return None
+    old = pids.pop("hbase-thrift2", None)
+    if old and ours(old):  # alive but not answering: replace it
+        os.kill(old, signal.SIGKILL)
+    try:
+        env["HBASE2ES_TEST_HBASE_THRIFT2"] = start_hbase_thrift2(pids, conf, classpath("hbase"))
+    finally:
+        PIDS_FILE.write_text(json.dumps(pids))
+    ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    log(f"added HBase Thrift2 {env['HBASE2ES_TEST_HBASE_THRIFT2']} to the running servers")
+    return env
+
+
 def up() -> dict[str, str]:
-    """Start both servers, or reuse the ones named in .devservers/env when they answer."""
+    """Start the servers, or reuse the ones named in .devservers/env when they answer."""
     env = running_env()
     if env:
-        log(f"reusing running servers: {env['HBASE2ES_TEST_HBASE']}, {env['HBASE2ES_TEST_ES']}")
+        log(f"reusing running servers: {env['HBASE2ES_TEST_HBASE']}, {env['HBASE2ES_TEST_ES']}, "
+            f"Thrift2 {env['HBASE2ES_TEST_HBASE_THRIFT2']}")
+        return env
+    env = add_thrift2()
+    if env:
         return env
     down(quiet=True)  # a half-alive earlier set must not linger beside the new one
     STATE.mkdir(parents=True, exist_ok=True)
@@ -324,15 +428,19 @@ def up() -> dict[str, str]:
         classpath("elasticsearch")
         hbase = start_hbase(pids)
         PIDS_FILE.write_text(json.dumps(pids))
+        thrift2 = start_hbase_thrift2(pids, STATE / "hbase" / "conf", classpath("hbase"))
+        PIDS_FILE.write_text(json.dumps(pids))
         es = start_es(pids)
         PIDS_FILE.write_text(json.dumps(pids))
     except BaseException:
         PIDS_FILE.write_text(json.dumps(pids))
         down(quiet=True)
         raise
-    env = {"HBASE2ES_TEST_HBASE": hbase, "HBASE2ES_TEST_ES": es}
+    env = {"HBASE2ES_TEST_HBASE": hbase, "HBASE2ES_TEST_ES": es,
+           "HBASE2ES_TEST_HBASE_THRIFT2": thrift2}
     ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    log(f"servers up in {time.monotonic() - started:.0f}s: HBase Thrift {hbase}, Elasticsearch {es}")
+    log(f"servers up in {time.monotonic() - started:.0f}s: HBase Thrift {hbase}, "
+        f"Thrift2 {thrift2}, Elasticsearch {es}")
     return env
 
 
