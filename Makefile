@@ -33,11 +33,8 @@ servers-down: venv
 
 # Starts the servers unless they already run, and stops only what it started.
 test: venv
-	@started=0; \
-	if ! $(PY) tools/devservers.py status >/dev/null 2>&1; then \
-	  $(PY) tools/devservers.py up || exit 1; started=1; \
-	fi; \
-	trap '[ $$started = 1 ] && $(PY) tools/devservers.py down' EXIT; \
+	@state=$$($(PY) tools/devservers.py up) || exit 1; \
+	trap '[ "$$state" = started ] && $(PY) tools/devservers.py down' EXIT; \
 	set -a; . .devservers/env; set +a; \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -47,7 +44,10 @@ unit: venv
 demo: servers
 	$(PY) tools/demo.py
 
+# BENCH_SCALE, BENCH_DATASETS, BENCH_REPEAT ... pass through the environment (bench/run.py).
 bench: servers
+	@$(PY) -c "import matplotlib, pyinstrument" 2>/dev/null || \
+	  $(PY) -m pip install -q -e '.[bench]' '$(ES_CLIENT)'
 	$(PY) bench/run.py
 
 clean:

@@ -80,10 +80,8 @@ def servers():
         elif _docker_answers():
             found = _start_containers(containers)
         else:
-            # Servers from before the Thrift2 server joined the set only get it added: they
-            # are not ours to stop afterwards.
-            started_local = devservers.running_env() is None and devservers.add_thrift2() is None
-            env = devservers.up()
+            # Stop afterwards only what this session started, not servers it found running.
+            env, started_local = devservers.ensure()
             found = Servers(env["HBASE2ES_TEST_HBASE"], env["HBASE2ES_TEST_ES"])
     except Exception as exc:  # noqa: BLE001
         message = f"no HBase/Elasticsearch for integration tests: {exc}"

@@ -410,14 +410,21 @@ def add_thrift2() -> dict[str, str] | None:
 
 def up() -> dict[str, str]:
     """Start the servers, or reuse the ones named in .devservers/env when they answer."""
+    return ensure()[0]
+
+
+def ensure() -> tuple[dict[str, str], bool]:
+    """Like up(), and whether this call started the servers, so that its caller (and only
+    its caller) stops them: a slow answer to a status check must not make a caller stop
+    servers that someone else started."""
     env = running_env()
     if env:
         log(f"reusing running servers: {env['HBASE2ES_TEST_HBASE']}, {env['HBASE2ES_TEST_ES']}, "
             f"Thrift2 {env['HBASE2ES_TEST_HBASE_THRIFT2']}")
-        return env
+        return env, False
     env = add_thrift2()
     if env:
-        return env
+        return env, False
     down(quiet=True)  # a half-alive earlier set must not linger beside the new one
     STATE.mkdir(parents=True, exist_ok=True)
     pids: dict[str, int] = {}
@@ -441,7 +448,7 @@ def up() -> dict[str, str]:
     ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     log(f"servers up in {time.monotonic() - started:.0f}s: HBase Thrift {hbase}, "
         f"Thrift2 {thrift2}, Elasticsearch {es}")
-    return env
+    return env, True
 
 
 def down(quiet: bool = False) -> None:
@@ -471,7 +478,8 @@ def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else "up"
     try:
         if cmd == "up":
-            up()
+            # stdout says whether this call started them (`make test` stops only those).
+            print("started" if ensure()[1] else "reused")
         elif cmd == "down":
             down()
         elif cmd == "status":
