@@ -123,6 +123,12 @@ class SliceExporter:
                         sent = self._report(progress, rows, writer.counts.indexed, sent, key)
         writer.flush()
         counts = writer.counts
+        # Every row of the slice ends as indexed, stale or a counted failure: a row that is
+        # none of these would be a document lost without a trace, so the slice is not done.
+        accounted = counts.indexed + counts.stale + counts.failed
+        if accounted != rows:
+            raise Hbase2esError(f"slice {slice_}: {rows} rows read but only {accounted} "
+                                "indexed, stale or failed; the slice is not done")
         result.rows = rows
         result.indexed, result.stale, result.failed = counts.indexed, counts.stale, counts.failed
         result.rows_read = reader.rows_read - rows_read_before
