@@ -125,14 +125,15 @@ class BulkWriter:
 
     def _settle(self, chunk: Chunk, response: dict) -> Chunk:
         """Count a response's items; return the chunk of items to send again."""
+        # Every document must be confirmed by its own item, even when "errors" is false.
+        items = response.get("items") or ()
+        if len(items) != len(chunk):
+            raise UnavailableError(f"Elasticsearch answered {len(items)} items for a bulk of "
+                                   f"{len(chunk)}")
         if not response.get("errors"):
             self.counts.indexed += len(chunk)
             return Chunk()
         again = Chunk()
-        items = response.get("items", ())
-        if len(items) != len(chunk):
-            raise UnavailableError(f"Elasticsearch answered {len(items)} items for a bulk of "
-                                   f"{len(chunk)}")
         for result, item, key in zip(items, chunk.items, chunk.keys):
             outcome = next(iter(result.values()))
             status = outcome.get("status", 0)

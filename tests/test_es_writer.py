@@ -87,7 +87,7 @@ def _api_error(status: int):
 
 
 def test_all_indexed_in_one_request():
-    send = FakeSend({"errors": False})
+    send = FakeSend(_answer(*[201] * 5))
     writer = _writer(send)
     for i in range(5):
         writer.add(_item(f"r{i}"), f"r{i}".encode())
@@ -98,6 +98,16 @@ def test_all_indexed_in_one_request():
     assert (c.indexed, c.stale, c.failed, c.retried, c.requests) == (5, 0, 0, 0, 1)
 
 
+def test_an_answer_without_one_item_per_document_is_not_counted_as_indexed():
+    # A proxy or stub answering {"errors": false} alone must not make documents count
+    # as indexed without the cluster having confirmed each one.
+    writer = _writer(FakeSend({"errors": False}))
+    writer.add(_item("a"), "a")
+    with pytest.raises(UnavailableError, match="0 items for a bulk of 1"):
+        writer.flush()
+    assert writer.counts.indexed == 0
+
+
 def test_flush_without_documents_sends_nothing():
     send = FakeSend()
     writer = _writer(send)
@@ -106,7 +116,7 @@ def test_flush_without_documents_sends_nothing():
 
 
 def test_chunks_are_bounded_by_documents():
-    send = FakeSend(*[{"errors": False}] * 3)
+    send = FakeSend(_answer(201, 201), _answer(201, 201), _answer(201))
     writer = _writer(send, max_docs=2)
     for i in range(5):
         writer.add(_item(f"r{i}"), i)
@@ -162,7 +172,7 @@ def test_busy_past_the_deadline_raises_unavailable():
 
 
 def test_whole_request_connection_errors_are_retried():
-    send = FakeSend(_connection_error(), _connection_error(), {"errors": False})
+    send = FakeSend(_connection_error(), _connection_error(), _answer(201))
     writer = _writer(send)
     writer.add(_item("a"), "a")
     writer.flush()
@@ -171,7 +181,7 @@ def test_whole_request_connection_errors_are_retried():
 
 
 def test_whole_request_busy_status_is_retried_but_a_bad_request_is_raised():
-    send = FakeSend(_api_error(503), {"errors": False})
+    send = FakeSend(_api_error(503), _answer(201))
     writer = _writer(send)
     writer.add(_item("a"), "a")
     writer.flush()
