@@ -332,7 +332,14 @@ def start_hbase(pids: dict[str, int]) -> str:
 
 def start_es(pids: dict[str, int], base: Path | None = None, http_port: int | None = None,
              heap: str | None = None, fresh: bool = True) -> str:
-    """Start Elasticsearch and wait until it answers; return its URL.
+    """Start Elasticsearch and wait until it answers; return its URL."""
+    return launch_es(pids, base, http_port, heap, fresh, wait=True)[0]
+
+
+def launch_es(pids: dict[str, int], base: Path | None = None, http_port: int | None = None,
+              heap: str | None = None, fresh: bool = True, wait: bool = False
+              ) -> tuple[str, subprocess.Popen, Path]:
+    """Start Elasticsearch; return its URL, process and log (wait_for_es waits for it).
 
     Without ``base`` it is the shared dev server under STATE. Tests pass ``base`` (their own
     data dir), ``http_port`` (below 9300) and ``heap`` for a PRIVATE node they may kill;
@@ -348,14 +355,14 @@ def start_es(pids: dict[str, int], base: Path | None = None, http_port: int | No
         http_port = next((p + 1 for p in ES_PORT_RANGE if port_free(p + 1)), None)
     if http_port is None:
         raise StartError("no free port for Elasticsearch in 9201-9299")
-    if private:
-        # The runner keeps an existing elasticsearch.yml. Without single-node discovery a
-        # second node on loopback would find the shared one on 9300-9305 and try to join it.
-        config = base / "node" / "node_1" / "config"
-        config.mkdir(parents=True, exist_ok=True)
-        if not (config / "elasticsearch.yml").exists():
-            (config / "elasticsearch.yml").write_text(
-                f"discovery.type: single-node\ntransport.port: {free_port()}\n")
+    # The runner keeps an existing elasticsearch.yml. Without single-node discovery a
+    # node on loopback would find another one (a private test node, a second checkout's
+    # servers) on 9300-9305 and try to join its cluster.
+    config = base / "node" / "node_1" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    if not (config / "elasticsearch.yml").exists():
+        (config / "elasticsearch.yml").write_text(
+            f"discovery.type: single-node\ntransport.port: {free_port()}\n")
     logfile = base / "es.log"
     heap = heap or os.environ.get("HBASE2ES_DEVSERVERS_ES_HEAP", "1g")
     proc = spawn("Elasticsearch", [
@@ -371,11 +378,16 @@ def start_es(pids: dict[str, int], base: Path | None = None, http_port: int | No
     ], logfile)
     pids["elasticsearch"] = proc.pid
     url = f"http://{HOST}:{http_port}"
+    if wait:
+        wait_for_es(url, proc, logfile)
+    return url, proc, logfile
+
+
+def wait_for_es(url: str, proc: subprocess.Popen, logfile: Path) -> None:
     wait_until("Elasticsearch", lambda: es_answers(url), proc, logfile)
     # Shared CI disks can be nearly full; a disk watermark must not turn indices read-only.
     es_put(url, "/_cluster/settings",
            {"persistent": {"cluster.routing.allocation.disk.threshold_enabled": False}})
-    return url
 
 
 # ---------------------------------------------------------------------------- commands
@@ -433,12 +445,14 @@ def ensure() -> tuple[dict[str, str], bool]:
         # Resolve both classpaths before starting anything, so a Maven failure leaves no JVM.
         classpath("hbase")
         classpath("elasticsearch")
+        # Elasticsearch boots while HBase does: together they take little more than HBase.
+        es, es_proc, es_log = launch_es(pids)
+        PIDS_FILE.write_text(json.dumps(pids))
         hbase = start_hbase(pids)
         PIDS_FILE.write_text(json.dumps(pids))
         thrift2 = start_hbase_thrift2(pids, STATE / "hbase" / "conf", classpath("hbase"))
         PIDS_FILE.write_text(json.dumps(pids))
-        es = start_es(pids)
-        PIDS_FILE.write_text(json.dumps(pids))
+        wait_for_es(es, es_proc, es_log)
     except BaseException:
         PIDS_FILE.write_text(json.dumps(pids))
         down(quiet=True)
