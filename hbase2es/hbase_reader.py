@@ -44,65 +44,65 @@ RECOVERABLE = (TTransportException, ThriftIOError, OSError, socket.timeout, EOFE
                ScannerExpired)
 
 
-class HBaseReader:
-    """A Thrift1 connection to one table, opened at once so a typo fails immediately."""
+class ThriftReader:
+    """What both Thrift readers share: connect at once, close, and back off after faults.
+
+    A subclass names its API, opens one connection (``_new_connection``), checks the
+    table with a short-timeout probe (``_check_table``) and lists what it can recover
+    from (``RECOVERABLE``).
+    """
+
+    API = "HBase Thrift server"
+    RECOVERABLE: tuple[type[BaseException], ...] = RECOVERABLE
 
     def __init__(self, settings: HBaseSettings):
         self.settings = settings
         self.table = settings.table.encode()
         self.rows_read = 0  # every row the server returned, exported or not
-        self._conn: happybase.Connection | None = None
+        self._conn = None
         self.connect(check_table=True)
+
+    @property
+    def where(self) -> str:
+        return f"{self.API} {self.settings.host}:{self.settings.port}"
+
+    def _new_connection(self, timeout_ms: int):
+        raise NotImplementedError
+
+    def _check_table(self) -> None:
+        raise NotImplementedError
 
     def _open(self) -> None:
         """Open a fresh connection; raw Thrift/socket errors propagate."""
         self.close()
-        s = self.settings
-        conn = happybase.Connection(s.host, s.port, timeout=s.timeout_ms, autoconnect=False,
-                                    transport=s.transport, protocol=s.protocol)
-        conn.open()
-        self._conn = conn
+        self._conn = self._new_connection(self.settings.timeout_ms)
 
     def connect(self, check_table: bool = False) -> None:
         """Open a connection, turning failures into one clear UnavailableError."""
-        s = self.settings
-        where = f"HBase Thrift server {s.host}:{s.port}"
         try:
             if check_table:
-                self._check_table(where)
+                self._check_table()
             self._open()
         except UnavailableError:
             self.close()
             raise
         except (TTransportException, OSError) as exc:
             self.close()
-            raise UnavailableError(f"cannot reach {where}: {_describe(exc)}") from None
+            raise UnavailableError(f"cannot reach {self.where}: {_describe(exc)}") from None
 
-    def _check_table(self, where: str) -> None:
-        """Probe with a short timeout: a transport/protocol mismatch shows up as silence."""
+    def _mismatch(self, exc: BaseException) -> UnavailableError:
+        # A buffered client talking to a framed server (or binary to compact) waits for
+        # an answer that never comes, reads garbage or sees the server hang up: the
+        # server never says which, so name both settings.
         s = self.settings
-        probe = happybase.Connection(s.host, s.port, timeout=min(s.timeout_ms, PROBE_TIMEOUT_MS),
-                                     autoconnect=False, transport=s.transport, protocol=s.protocol)
-        try:
-            probe.open()
-            try:
-                tables = probe.tables()
-            except TTransportException as exc:
-                # Connected, then hung up on at the first call: a binary server drops a
-                # compact client this way, which is a mismatch, not an unreachable server.
-                raise TProtocolException(message=str(exc)) from None
-        except (TimeoutError, TProtocolException, TApplicationException, EOFError) as exc:
-            # A buffered client talking to a framed server (or binary to compact) waits
-            # for an answer that never comes, or reads garbage: the server never says
-            # which, so name both settings.
-            raise UnavailableError(
-                f"{where} accepted the connection but did not answer in Thrift "
-                f"{s.transport}/{s.protocol} ({_describe(exc)}): check [hbase] transport and "
-                f"protocol against the server's -f (framed) / -c (compact) flags") from None
-        finally:
-            probe.close()
-        if self.table not in tables:
-            raise UnavailableError(f"HBase table {s.table!r} does not exist on {where}")
+        return UnavailableError(
+            f"{self.where} accepted the connection but did not answer in Thrift "
+            f"{s.transport}/{s.protocol} ({_describe(exc)}): check [hbase] transport and "
+            f"protocol against the server's -f (framed) / -c (compact) flags")
+
+    def _missing_table(self) -> UnavailableError:
+        return UnavailableError(f"HBase table {self.settings.table!r} does not exist on "
+                                f"{self.where}")
 
     def close(self) -> None:
         if self._conn is not None:
@@ -111,6 +111,50 @@ class HBaseReader:
             except Exception:  # noqa: BLE001 - closing a broken socket must not mask the cause
                 pass
             self._conn = None
+
+    def _back_off(self, exc: BaseException, failures: int, last: bytes | None) -> None:
+        """After the ``failures``-th fault in a row: wait, drop the connection, or give up.
+
+        The caller reopens its scan just after ``last`` at the top of its loop; a
+        refused reconnection counts as one more failure.
+        """
+        if failures > RECONNECT_ATTEMPTS:
+            raise UnavailableError(
+                f"{self.API} scan of {self.settings.table!r} failed {failures} times in a "
+                f"row, last: {_describe(exc)}") from None
+        delay = min(RECONNECT_CAP_S, RECONNECT_BASE_S * 2 ** (failures - 1))
+        log.warning("%s scan interrupted after row %r (%s); reopening in %.1fs",
+                    self.API, last, _describe(exc), delay)
+        time.sleep(delay * (0.5 + random.random() / 2))
+        self.close()
+
+
+class HBaseReader(ThriftReader):
+    """A Thrift1 connection (happybase) to one table, opened at once so a typo fails now."""
+
+    def _new_connection(self, timeout_ms: int) -> happybase.Connection:
+        s = self.settings
+        conn = happybase.Connection(s.host, s.port, timeout=timeout_ms, autoconnect=False,
+                                    transport=s.transport, protocol=s.protocol)
+        conn.open()
+        return conn
+
+    def _check_table(self) -> None:
+        """Probe with a short timeout: a transport/protocol mismatch shows up as silence."""
+        probe = self._new_connection(min(self.settings.timeout_ms, PROBE_TIMEOUT_MS))
+        try:
+            try:
+                tables = probe.tables()
+            except TTransportException as exc:
+                # Connected, then hung up on at the first call: a binary server drops a
+                # compact client this way, which is a mismatch, not an unreachable server.
+                raise TProtocolException(message=str(exc)) from None
+        except (TimeoutError, TProtocolException, TApplicationException, EOFError) as exc:
+            raise self._mismatch(exc) from None
+        finally:
+            probe.close()
+        if self.table not in tables:
+            raise self._missing_table()
 
     def regions(self) -> list[dict]:
         return self._conn.table(self.table).regions()
@@ -159,17 +203,9 @@ class HBaseReader:
                         last = item.row
                     failures = 0  # a batch went through: the next fault gets a fresh budget
             except RECOVERABLE as exc:
-                failures += 1
-                if failures > RECONNECT_ATTEMPTS:
-                    raise UnavailableError(
-                        f"HBase scan of {self.settings.table!r} failed {failures} times in a row, "
-                        f"last: {_describe(exc)}") from None
-                delay = min(RECONNECT_CAP_S, RECONNECT_BASE_S * 2 ** (failures - 1))
-                log.warning("HBase scan interrupted after row %r (%s); reopening in %.1fs",
-                            last, _describe(exc), delay)
                 scan_id = None  # the server forgot it (lease) or the socket is gone
-                time.sleep(delay * (0.5 + random.random() / 2))
-                self.close()  # reopened at the top of the loop; a refusal counts as a failure
+                failures += 1
+                self._back_off(exc, failures, last)
             finally:
                 if scan_id is not None:
                     _close_scanner(self._conn, scan_id)

@@ -20,10 +20,7 @@ The client speaks the project's own subset of HBase's Thrift2 IDL (``hbase2.thri
 
 from __future__ import annotations
 
-import logging
-import random
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,11 +33,9 @@ from thriftpy2.transport import (TBufferedTransportFactory, TFramedTransportFact
                                  TTransportException)
 
 from .errors import UnavailableError
-from .hbase_reader import (PROBE_TIMEOUT_MS, RECONNECT_ATTEMPTS, RECONNECT_BASE_S,
-                           RECONNECT_CAP_S, _describe)
+from .hbase_reader import PROBE_TIMEOUT_MS, ThriftReader, _describe
 from .settings import HBaseSettings
 
-log = logging.getLogger(__name__)
 
 # The module name must end in "_thrift" and be unique, so that its structs pickle and do
 # not clash with happybase's Thrift1 module.
@@ -118,86 +113,49 @@ def describe_strategy(source) -> str:
     return source.description
 
 
-class Thrift2Reader:
+class Thrift2Reader(ThriftReader):
     """A Thrift2 connection to one table, opened at once so a typo fails immediately."""
 
+    API = "HBase Thrift2 server"
+    RECOVERABLE = RECOVERABLE
+
     def __init__(self, settings: HBaseSettings):
-        self.settings = settings
-        self.table = settings.table.encode()
-        self.rows_read = 0  # whole rows the server returned (step 2, or a plain scan)
         self.keys_scanned = 0  # row keys the time-ranged key-only scans found (step 1)
-        self._client: TClient | None = None
-        self.connect(check_table=True)
+        super().__init__(settings)  # rows_read: whole rows fetched (step 2, or a plain scan)
 
-    def _open(self) -> None:
-        """Open a fresh connection; raw Thrift/socket errors propagate."""
-        self.close()
+    def _new_connection(self, timeout_ms: int) -> TClient:
         s = self.settings
-        self._client = connect_thrift2(s.host, s.port, timeout_ms=s.timeout_ms,
-                                       transport=s.transport, protocol=s.protocol)
+        return connect_thrift2(s.host, s.port, timeout_ms=timeout_ms, transport=s.transport,
+                               protocol=s.protocol)
 
-    def connect(self, check_table: bool = False) -> None:
-        """Open a connection, turning failures into one clear UnavailableError."""
-        s = self.settings
-        where = f"HBase Thrift2 server {s.host}:{s.port}"
-        try:
-            if check_table:
-                self._check_table(where)
-            self._open()
-        except UnavailableError:
-            self.close()
-            raise
-        except (TTransportException, OSError) as exc:
-            self.close()
-            raise UnavailableError(f"cannot reach {where}: {_describe(exc)}") from None
-
-    def _check_table(self, where: str) -> None:
+    def _check_table(self) -> None:
         """Probe with a short timeout: a transport/protocol mismatch shows up as silence."""
         s = self.settings
-        probe = connect_thrift2(s.host, s.port, timeout_ms=min(s.timeout_ms, PROBE_TIMEOUT_MS),
-                                transport=s.transport, protocol=s.protocol)
+        probe = self._new_connection(min(s.timeout_ms, PROBE_TIMEOUT_MS))
         try:
             exists = probe.tableExists(table_name(s.table))
         except TApplicationException as exc:
             if exc.type == TApplicationException.UNKNOWN_METHOD:
                 raise UnavailableError(
-                    f"{where} does not speak HBase's Thrift2 API ({_describe(exc)}): it is "
-                    f"probably a Thrift1 server; set [hbase] api = \"thrift1\" or point "
+                    f"{self.where} does not speak HBase's Thrift2 API ({_describe(exc)}): it "
+                    f"is probably a Thrift1 server; set [hbase] api = \"thrift1\" or point "
                     f"[hbase] port at the Thrift2 server") from None
-            raise self._mismatch(where, exc) from None
+            raise self._mismatch(exc) from None
         except (TimeoutError, TTransportException, TProtocolException, EOFError) as exc:
-            raise self._mismatch(where, exc) from None
+            raise self._mismatch(exc) from None
         except hbase2.TIOError as exc:
-            raise UnavailableError(f"{where} could not check table {s.table!r}: "
+            raise UnavailableError(f"{self.where} could not check table {s.table!r}: "
                                    f"{_describe(exc)}") from None
         finally:
             probe.close()
         if not exists:
-            raise UnavailableError(f"HBase table {s.table!r} does not exist on {where}")
-
-    def _mismatch(self, where: str, exc: BaseException) -> UnavailableError:
-        # A buffered client talking to a framed server (or binary to compact) waits for
-        # an answer that never comes, reads garbage or sees the server hang up: the
-        # server never says which, so name both settings.
-        s = self.settings
-        return UnavailableError(
-            f"{where} accepted the connection but did not answer in Thrift "
-            f"{s.transport}/{s.protocol} ({_describe(exc)}): check [hbase] transport and "
-            f"protocol against the server's -f (framed) / -c (compact) flags")
-
-    def close(self) -> None:
-        if self._client is not None:
-            try:
-                self._client.close()
-            except Exception:  # noqa: BLE001 - closing a broken socket must not mask the cause
-                pass
-            self._client = None
+            raise self._missing_table()
 
     def regions(self) -> list[dict]:
         """The table's regions in key order, in the shape of happybase's ``Table.regions()``."""
-        if self._client is None:
+        if self._conn is None:
             self._open()
-        locations = self._client.getAllRegionLocations(self.table)
+        locations = self._conn.getAllRegionLocations(self.table)
         out = [{"start_key": info.startKey or b"", "end_key": info.endKey or b"",
                 "id": info.regionId, "replica_id": info.replicaId or 0,
                 "server_name": loc.serverName.hostName.encode(), "port": loc.serverName.port}
@@ -229,9 +187,9 @@ class Thrift2Reader:
             start = row_start if last is None else last + b"\x00"  # the key right after last
             scanner = None
             try:
-                if self._client is None:
+                if self._conn is None:
                     self._open()
-                client = self._client
+                client = self._conn
                 scanner = client.openScanner(self.table, hbase2.TScan(
                     startRow=start or None, stopRow=row_stop or None, columns=thrift_cols,
                     caching=batch, maxVersions=1, timeRange=find_range, filterString=find_filter))
@@ -255,20 +213,12 @@ class Thrift2Reader:
                     last = found[-1].row
                     failures = 0  # a batch went through: the next fault gets a fresh budget
             except RECOVERABLE as exc:
-                failures += 1
-                if failures > RECONNECT_ATTEMPTS:
-                    raise UnavailableError(
-                        f"HBase Thrift2 scan of {self.settings.table!r} failed {failures} times "
-                        f"in a row, last: {_describe(exc)}") from None
-                delay = min(RECONNECT_CAP_S, RECONNECT_BASE_S * 2 ** (failures - 1))
-                log.warning("HBase Thrift2 scan interrupted after row %r (%s); reopening in %.1fs",
-                            last, _describe(exc), delay)
                 scanner = None  # the server forgot it (lease) or the socket is gone
-                time.sleep(delay * (0.5 + random.random() / 2))
-                self.close()  # reopened at the top of the loop; a refusal counts as a failure
+                failures += 1
+                self._back_off(exc, failures, last)
             finally:
                 if scanner is not None:
-                    _close_scanner(self._client, scanner)
+                    _close_scanner(self._conn, scanner)
 
 
 def _close_scanner(client: TClient | None, scanner: int) -> None:

@@ -393,7 +393,7 @@ def test_thrift_server_killed_and_restarted_mid_slice_ends_with_exact_counts(
     finally:
         thrift.kill()
     assert rc == 0, run.output()
-    assert "HBase scan interrupted" in run.stderr, "no scan noticed the restart"
+    assert "HBase Thrift server scan interrupted" in run.stderr, "no scan noticed the restart"
     assert_report_exact(read_report(report), big, first, last)
     assert per_slice_in_es(es, index, first, last) == big.expected(first, last)
 

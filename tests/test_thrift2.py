@@ -311,7 +311,7 @@ def test_scan_reconnects_after_the_connection_breaks(readers, table, caplog):
         got.append(row)
         if len(got) == 3:
             # The socket dies under the client (a server restart or a network cut).
-            two._client._oprot.trans.sock.shutdown(socket.SHUT_RDWR)
+            two._conn._oprot.trans.sock.shutdown(socket.SHUT_RDWR)
     assert got == _model(puts, slice_)
     assert len({k for k, _, _ in got}) == 20
     # Reopened after the last row of the first batch of 7, which was handed out whole.
