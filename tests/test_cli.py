@@ -6,6 +6,7 @@ Tests without a server mark are meant to fail before any server is contacted: th
 
 from __future__ import annotations
 
+import click
 import orjson
 import pytest
 from helpers import T0, count_docs, free_port, put_row, run_cli, table_name, write_config
@@ -238,3 +239,15 @@ def test_version_and_help():
     for flag in ("--hbase", "--table", "--es", "--index", "--start", "--end", "--slice", "--tz",
                  "--workers", "--report", "--quiet", "--dead-letter", "--max-errors", "--config"):
         assert flag in out
+
+
+def test_every_command_has_a_docstring_and_every_option_has_help():
+    # What users see in --help is the contract: no command or option may be unexplained.
+    from hbase2es.cli import cli
+
+    assert cli.commands, "no commands registered"
+    for name, command in cli.commands.items():
+        assert (command.help or "").strip(), f"command {name} has no docstring"
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert (param.help or "").strip(), f"{name} {param.opts} has no help text"
