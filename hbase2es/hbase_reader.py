@@ -17,14 +17,14 @@ from collections.abc import Iterator
 
 import happybase
 from thriftpy2.protocol.exc import TProtocolException
-from thriftpy2.thrift import TApplicationException, TException
-from thriftpy2.transport import TTransportException
+from thriftpy2.thrift import TApplicationException, TClient, TException
+from thriftpy2.transport import TBufferedTransport, TSocket, TTransportException
 
 from .errors import UnavailableError
 from .settings import HBaseSettings
 
 from Hbase_thrift import (  # noqa: E402 - loaded by happybase
-    IllegalArgument, IOError as ThriftIOError, TScan)
+    Hbase, IllegalArgument, IOError as ThriftIOError, TScan)
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,21 @@ class ThriftReader:
         self.close()
 
 
+# A scanner batch of 1000 rows is about a megabyte; thriftpy2's buffered transport fills
+# its default 4 KiB read buffer with one Python-level recv() per 4 KiB. 64 KiB cut the
+# client CPU of a scan by ~13% (make bench, issue 8).
+READ_BUFFER_BYTES = 64 * 1024
+
+
+def _widen_read_buffer(conn: happybase.Connection) -> None:
+    """Give a not yet opened buffered connection a larger read buffer (framed: unchanged)."""
+    if conn._transport_class is not TBufferedTransport:
+        return
+    socket_ = TSocket(host=conn.host, port=conn.port, socket_timeout=conn.timeout)
+    conn.transport = TBufferedTransport(socket_, buf_size=READ_BUFFER_BYTES)
+    conn.client = TClient(Hbase, conn._protocol_class(conn.transport, decode_response=False))
+
+
 class HBaseReader(ThriftReader):
     """A Thrift1 connection (happybase) to one table, opened at once so a typo fails now."""
 
@@ -136,6 +151,7 @@ class HBaseReader(ThriftReader):
         s = self.settings
         conn = happybase.Connection(s.host, s.port, timeout=timeout_ms, autoconnect=False,
                                     transport=s.transport, protocol=s.protocol)
+        _widen_read_buffer(conn)
         conn.open()
         return conn
 

@@ -390,8 +390,18 @@ class Mapping:
         return self._specs.get(column)
 
 
+# Column -> field name of unmapped columns. A table has few distinct columns, and naming
+# them anew for every cell cost about a third of build_document (bench profile, issue 8).
+_UNMAPPED_NAMES: dict[bytes, str] = {}
+_UNMAPPED_NAMES_MAX = 4_096
+
+
 def _add_unmapped(document: dict, column: bytes, value: bytes) -> None:
-    name = unmapped_field(column)
+    name = _UNMAPPED_NAMES.get(column)
+    if name is None:
+        if len(_UNMAPPED_NAMES) >= _UNMAPPED_NAMES_MAX:
+            _UNMAPPED_NAMES.clear()  # bounded: wide tables with dynamic qualifiers
+        name = _UNMAPPED_NAMES[column] = unmapped_field(column)
     try:
         document[name] = value.decode("utf-8")
     except UnicodeDecodeError:
