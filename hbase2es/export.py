@@ -267,6 +267,10 @@ def _record(entry: SliceReport, outcome: Outcome) -> None:
         entry.status = "done"
         entry.rows, entry.indexed, entry.stale, entry.failed = r.rows, r.indexed, r.stale, r.failed
         entry.seconds = r.seconds
+        entry.skipped_fields = r.skipped_fields
+        if r.skipped_fields:
+            log.warning("slice %s: left %d undecodable value(s) out of their documents "
+                        "(on_decode_error = skip-field)", entry.slice, r.skipped_fields)
     else:
         entry.status = "failed" if outcome.status == "failed" else "cancelled"
         if outcome.error is not None:

@@ -31,6 +31,7 @@ class SliceReport:
     seconds: float = 0.0
     attempts: int = 0
     error: str | None = None
+    skipped_fields: int = 0
 
     def to_dict(self) -> dict:
         out = {"index": self.slice.index, "start": format_time(self.slice.start_ms),
@@ -39,6 +40,8 @@ class SliceReport:
                "status": self.status, "attempts": self.attempts}
         if self.error:
             out["error"] = self.error
+        if self.skipped_fields:
+            out["skipped_fields"] = self.skipped_fields
         return out
 
 

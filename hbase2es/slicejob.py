@@ -43,6 +43,7 @@ class SliceResult:
     indexed: int = 0
     stale: int = 0  # refused because the index holds a newer state of the row
     failed: int = 0
+    skipped_fields: int = 0  # values left out under on_decode_error = skip-field
     rows_read: int = 0  # rows the server returned, including those older than the slice
     seconds: float = 0.0
 
@@ -96,6 +97,7 @@ class SliceExporter:
         sent = (0, 0)  # rows and indexed already reported as progress
         last_report = started
         rows = 0
+        skipped_fields = 0  # on_decode_error = skip-field: counted and logged, not silent
         scans = self.source.scans(slice_)
         if key_range is not None:
             scans = [c for c in (clip_scan(spec, *key_range) for spec in scans) if c is not None]
@@ -110,11 +112,13 @@ class SliceExporter:
                 except DecodeError as exc:
                     raise Hbase2esError(f"row {key!r}: {exc} (mapping.on_decode_error = fail)") \
                         from None
-                if errors and drop_on_decode:
-                    writer.counts.failed += 1
-                    self._dead_letter(key, slice_, "decode", "DecodeError",
-                                      "; ".join(str(e) for e in errors), document)
-                    continue
+                if errors:
+                    if drop_on_decode:
+                        writer.counts.failed += 1
+                        self._dead_letter(key, slice_, "decode", "DecodeError",
+                                          "; ".join(str(e) for e in errors), document)
+                        continue
+                    skipped_fields += len(errors)
                 writer.add(index_action(render(t), document_id(key), t, document), key)
                 if progress is not None and rows % PROGRESS_EVERY_ROWS == 0:
                     now = time.monotonic()
@@ -129,6 +133,7 @@ class SliceExporter:
         if accounted != rows:
             raise Hbase2esError(f"slice {slice_}: {rows} rows read but only {accounted} "
                                 "indexed, stale or failed; the slice is not done")
+        result.skipped_fields = skipped_fields
         result.rows = rows
         result.indexed, result.stale, result.failed = counts.indexed, counts.stale, counts.failed
         result.rows_read = reader.rows_read - rows_read_before
@@ -163,6 +168,15 @@ _exporter: SliceExporter | None = None
 def open_worker(settings: Settings) -> None:
     """Pool initializer: open this process's HBase connection and Elasticsearch client."""
     global _exporter
+    # A spawned worker starts with logging unset; its warnings (a scan reopened, a bulk
+    # retried) go to the run's stderr, marked with the worker's PID.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s [worker %(process)d] %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger("hbase2es")
+    root.handlers[:] = [handler]
+    root.setLevel(settings.run.log_level.upper())
+    root.propagate = False
     _exporter = SliceExporter(settings)
 
 

@@ -302,6 +302,20 @@ def test_decode_error_policy_fail_fails_the_slice_with_exit_1(servers, table, es
     assert "Traceback" not in result.output
 
 
+def test_decode_error_policy_skip_field_indexes_the_row_without_the_field_and_says_so(
+        servers, table, es, index, tmp_path):
+    put_row(table, "bad", {"cf:n": b"xyz", "cf:s": "kept"}, T0 + 10)
+    config = write_config(tmp_path / "job.toml",
+                          '[mapping]\non_decode_error = "skip-field"\n' + MAPPING)
+    result, report = _export(servers, table, index, T0, T0 + 1000, "1s", "--config", config,
+                             tmp_path=tmp_path)
+    assert report["totals"]["indexed"] == 1 and report["totals"]["failed"] == 0
+    document = read_index(es, index)["bad"]["_source"]
+    assert "n" not in document and document["cf:s"] == "kept"
+    assert report["slices"][0]["skipped_fields"] == 1
+    assert "left 1 undecodable value(s) out" in result.stderr
+
+
 # --------------------------------------------------------------------------- 6. index per day
 
 
