@@ -133,11 +133,9 @@ def _send_share(payloads: list[bytes], es_url: str, ready, done) -> None:
 
 def bulk_only(spec: dict, watch) -> dict:
     """The prebuilt bodies, sent by ``workers`` processes each with its own client."""
-    with open(spec["payload_file"], "rb") as f:
-        data = f.read()
     offsets = spec["offsets"]
-    payloads = [data[a:b] for a, b in zip(offsets, offsets[1:])]
-    del data
+    with open(spec["payload_file"], "rb") as f:  # body by body: the file is read once
+        payloads = [f.read(b - a) for a, b in zip(offsets, offsets[1:])]
     n = spec["workers"]
     ctx = multiprocessing.get_context("fork")  # the bodies are inherited, not pickled
     ready = ctx.Barrier(n + 1)

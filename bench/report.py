@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import threading
 from pathlib import Path
 
 MIB = 1024 * 1024
@@ -36,6 +37,57 @@ def process_cpu_seconds(pid: int) -> float | None:
         return None
     # After the command name: state is field 3, utime 14 and stime 15 (1-based, man proc).
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def vm_hwm_kib(pid: int) -> int | None:
+    """Peak resident set of a process since it was exec'd (VmHWM), in KiB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class RssSampler(threading.Thread):
+    """Peak RSS of this process's children (workers), sampled every ``every`` seconds.
+
+    Workers are reaped before the run ends, so their VmHWM is read while they live; growth
+    in a worker's last ``every`` seconds can be missed.
+    """
+
+    def __init__(self, every: float = 0.1):
+        super().__init__(daemon=True, name="rss-sampler")
+        self.every = every
+        self.peaks: dict[int, int] = {}
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.every):
+            self.sample()
+
+    def sample(self) -> None:
+        me = os.getpid()
+        try:
+            threads = os.listdir(f"/proc/{me}/task")
+        except OSError:
+            return
+        for tid in threads:
+            try:
+                with open(f"/proc/{me}/task/{tid}/children") as f:
+                    kids = [int(pid) for pid in f.read().split()]
+            except OSError:
+                continue
+            for kid in kids:
+                peak = vm_hwm_kib(kid)
+                if peak and peak > self.peaks.get(kid, 0):
+                    self.peaks[kid] = peak
+
+    def close(self) -> None:
+        self.sample()
+        self._done.set()
 
 
 def machine_cpu_seconds() -> tuple[float, float]:

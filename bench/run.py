@@ -9,8 +9,9 @@ Environment (all optional):
   BENCH_REGIONS   regions of the pre-split table (needs the Thrift2 server), default 4;
                   hbase2es_regions_w* export the window as one slice split by region
   BENCH_PROFILE   1 (default) adds the per-stage CPU breakdown and a pyinstrument profile
-  BENCH_THRIFT2   auto (default): also run hbase2es over Thrift2 when the project and the
-                  servers offer it; 0 never; 1 require it
+  BENCH_THRIFT2   0 (default): no hbase2es_thrift2_w* runs on this dataset (the extra
+                  thrift_apis line compares the APIs on data made for it); auto: run
+                  them when the project and the servers offer Thrift2; 1: require it
   BENCH_POOL_TASKS  tasks of the pool micro-benchmark, default 10000
   BENCH_KEEP      1 keeps the loaded HBase table (bench_keep_*) for the next run to reuse
   BENCH_BUDGET_S  wall-time budget; once the next repeat would not fit, no further repeats
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -78,7 +78,8 @@ def _env_number(name: str, default, kind, minimum):
     try:
         value = kind(text)
     except ValueError:
-        raise BenchError(f"{name}={text!r} is not a {kind.__name__}") from None
+        what = "whole number" if kind is int else "number"
+        raise BenchError(f"{name}={text!r} is not a {what}") from None
     if value < minimum:
         raise BenchError(f"{name}={text!r} must be at least {minimum}")
     return value
@@ -98,7 +99,7 @@ def config() -> dict:
         raise BenchError(f"BENCH_WORKERS={workers_text!r} must be numbers like 1,2,4") from None
     if not workers or workers[0] < 1:
         raise BenchError(f"BENCH_WORKERS={workers_text!r} must be numbers of at least 1")
-    thrift2 = os.environ.get("BENCH_THRIFT2", "auto").strip().lower() or "auto"
+    thrift2 = os.environ.get("BENCH_THRIFT2", "0").strip().lower() or "0"
     if thrift2 not in ("auto", "0", "1"):
         raise BenchError(f"BENCH_THRIFT2={thrift2!r} must be auto, 0 or 1")
     flags = {}
@@ -214,9 +215,11 @@ class Stopwatch:
     """The timed part of a child run: wall time, CPU (own and reaped children), servers' CPU."""
 
     def __init__(self, pids: dict[str, int]):
-        from bench.report import CpuSampler
+        from bench.report import CpuSampler, RssSampler
 
         self.sampler = CpuSampler(pids)
+        self.rss = RssSampler()
+        self.rss.start()
         self.stopped = False
 
     @staticmethod
@@ -238,13 +241,16 @@ class Stopwatch:
             self.stopped = True
 
     def result(self) -> dict:
-        import resource
+        from bench.report import vm_hwm_kib
 
+        self.rss.close()
         (w0, c0, k0), (w1, c1, k1) = self._start, self._stop
+        # VmHWM, not ru_maxrss: Linux carries a process's ru_maxrss over fork and exec, so a
+        # child would report at least what its parent had when it was started.
         return {
             "seconds": w1 - w0, "cpu_self_s": c1 - c0, "cpu_children_s": k1 - k0,
-            "maxrss_self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "maxrss_children_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+            "maxrss_self_kib": vm_hwm_kib(os.getpid()) or 0,
+            "maxrss_children_kib": max(self.rss.peaks.values(), default=0),
             "servers_cpu_s": self.sampler.seconds,
         }
 
@@ -375,7 +381,7 @@ def bench_dataset(cfg: dict, env: dict, name: str, failures: list[str], deadline
     ds = datasets.dataset(name, cfg["scale"])
     hbase, es = env["HBASE2ES_TEST_HBASE"], env["HBASE2ES_TEST_ES"]
     host, port = hbase.rsplit(":", 1)
-    thrift2 = env.get("HBASE2ES_TEST_HBASE_THRIFT2") if cfg["thrift2"] != "0" else None
+    thrift2 = env.get("HBASE2ES_TEST_HBASE_THRIFT2")  # only Thrift2 can pre-split a table
     regions_wanted = cfg["regions"] if thrift2 else 1
     table = datasets.table_name(ds, cfg["keep"], regions_wanted)
     index = f"bench_{ds.tag}_{os.getpid()}"
@@ -571,6 +577,10 @@ def main() -> int:
                "config": cfg, "server_pids": pids, "datasets": {}}
     deadline = started + cfg["budget_s"]
     try:
+        # bench/extras.py (issues 6, 9, 10) first: a bad BENCH_EXTRAS fails at once, and
+        # the datasets below share what is left of the budget.
+        from bench import extras
+        results["extras"] = extras.run_all(cfg, env, failures, deadline, BenchError)
         for number, name in enumerate(cfg["datasets"]):
             # Each dataset gets an equal share of what is left of the budget.
             share = (deadline - time.monotonic()) / (len(cfg["datasets"]) - number)

@@ -313,7 +313,10 @@ def start_hbase(pids: dict[str, int]) -> str:
     jvm = hbase_jvm(conf, cp)
 
     master_log = base / "master.log"
-    master = spawn("HBase master", [*jvm, "-Xmx1g", "org.apache.hadoop.hbase.master.HMaster",
+    # Master, region server and ZooKeeper share this heap; 1g ran out while the benchmark
+    # loaded 500k rows beside the tests.
+    heap = os.environ.get("HBASE2ES_DEVSERVERS_HBASE_HEAP", "2g")
+    master = spawn("HBase master", [*jvm, f"-Xmx{heap}", "org.apache.hadoop.hbase.master.HMaster",
                                     "start"], master_log)
     pids["hbase-master"] = master.pid
     thrift_port = free_port()
