@@ -12,11 +12,8 @@ def ledger_status(path: str) -> dict:
         slices = ledger.slices()
         definition = ledger.definition()
         counts = ledger.summary()
-    origin = slices[0].start_ms if slices else None
-    watermark = None
-    if origin is not None:
-        with Ledger(path, lock=False) as ledger:
-            watermark = ledger.watermark(origin)
+        # The earliest slice recorded is where the job's contiguous done run starts.
+        watermark = ledger.watermark(slices[0].start_ms) if slices else None
     return {
         "ledger": path,
         "job": definition,
