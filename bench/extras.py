@@ -609,10 +609,11 @@ def spark_local(cfg: dict, env: dict, failures: list[str], deadline: float) -> d
 def load_flushed(ds, env: dict, table: str, regions: int, thrift2: str | None) -> dict:
     """The rows of a main dataset (as datasets.load writes them), flushed every FLUSH_ROWS.
 
-    The standalone HBase has a 1 GiB heap shared by memstores, block cache and ZooKeeper;
-    half a million rows written without the WAL in one go filled it (OutOfMemoryError)
-    after the earlier lines had warmed the block cache. Flushing as we go keeps the
-    memstores small; the table ends with the same rows, regions and timestamps.
+    The standalone HBase shares one heap between memstores, block cache and ZooKeeper;
+    half a million rows written without the WAL in one go, after the earlier lines had
+    filled the block cache, ran a 1 GiB heap out of memory (OutOfMemoryError, the server
+    died). Flushing as we go keeps the memstores small whatever the heap; the table ends
+    with the same rows, regions and timestamps.
     """
     from bench import datasets
 

@@ -25,6 +25,7 @@ from .pool import (Outcome, Pool, Progress as ProgressEvent, Retrying, Started, 
 from .regions import SliceTask, merge_results, wants_region_split
 from .report import Progress, RunReport, SliceReport
 from .settings import Settings
+from .signals import handling_stop_signals
 from .timewindow import Slice, format_time, split_window
 
 log = logging.getLogger(__name__)
@@ -81,12 +82,8 @@ def _stop_on_signals(pool: Pool, report: RunReport):
         else:
             raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with handling_stop_signals(stop):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def plan_run(settings: Settings, ledger: Ledger | None) -> list[Slice]:

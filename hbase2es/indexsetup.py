@@ -17,7 +17,6 @@ import logging
 import os
 import shlex
 import signal
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from . import es_compat
 from .errors import ConfigError
 from .mapping import IndexTemplate
 from .settings import ElasticsearchSettings, Settings
+from .signals import handling_stop_signals
 from .timewindow import Slice
 
 log = logging.getLogger(__name__)
@@ -269,19 +269,11 @@ def restore_command(es: ElasticsearchSettings, names: list[str], values: dict) -
 @contextmanager
 def _signals_deferred():
     """Ctrl-C while settings are being put back must not leave them half restored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
     def later(signum, frame):
         log.warning("%s: restoring the index settings first", signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, later) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with handling_stop_signals(later):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def restore_bulk_settings(client, es: ElasticsearchSettings,

@@ -41,6 +41,7 @@ from .errors import ConfigError, UnavailableError
 from .pool import Outcome, Started, TaskError
 from .report import RunReport
 from .settings import Settings
+from .signals import handling_stop_signals
 from .slicejob import run_slice
 
 log = logging.getLogger(__name__)
@@ -287,15 +288,8 @@ def _stop_on_signals(report: RunReport):
         else:
             raise KeyboardInterrupt
 
-    if threading.current_thread() is not threading.main_thread():
+    with handling_stop_signals(handler):
         yield stop
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _is_local(master: str) -> bool:

@@ -9,14 +9,14 @@ workers by value, which fails while a marker file of its slice exists.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from helpers import T0, count_docs, export_args, put_row, read_index, read_report, run_cli, \
     table_name, write_config
+
+from faults import time_limit
 
 import hbase2es.export as export_module
 from hbase2es.ledger import Ledger
@@ -60,21 +60,6 @@ def pyspark():
             except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired
                 proc.kill()
                 proc.wait(10)
-
-
-@contextmanager
-def time_limit(seconds: float, what: str):
-    """Fail the test when the block runs longer than ``seconds`` (SIGALRM, main thread)."""
-    def on_alarm(signum, frame):
-        raise TimeoutError(f"{what} took more than {seconds:.0f}s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _put_rows(table) -> dict[int, int]:
