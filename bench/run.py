@@ -14,6 +14,8 @@ Environment (all optional):
                   them when the project and the servers offer Thrift2; 1: require it
   BENCH_POOL_TASKS  tasks of the pool micro-benchmark, default 10000
   BENCH_KEEP      1 keeps the loaded HBase table (bench_keep_*) for the next run to reuse
+  BENCH_EXTRAS    1 (default), 0, or a comma list of the comparison lines in bench/extras.py
+                  (time sources, Thrift1 vs Thrift2, Spark vs pool)
   BENCH_BUDGET_S  wall-time budget; once the next repeat would not fit, no further repeats
                   start (the JSON says so). Default 840 s per 0.1 of scale (14 min at 0.1)
 
