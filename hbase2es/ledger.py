@@ -69,12 +69,19 @@ def job_identity(definition: dict) -> str:
 
 
 class Ledger:
-    def __init__(self, path: str, *, lock: bool = True):
+    def __init__(self, path: str, *, readonly: bool = False):
+        """Open (and create) a job's ledger and take its run lock; ``readonly`` does neither,
+        so `status` can look at a ledger while a run holds it."""
         self.path = path
         self._lock_fd = -1
-        if lock:
+        if not readonly:
             self._take_lock()
         try:
+            if readonly:
+                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30,
+                                          isolation_level=None)
+                self.db.execute("SELECT 1 FROM slices LIMIT 1")  # a ledger, not any SQLite file
+                return
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL survives a killed process; only a power cut may lose the last commit.

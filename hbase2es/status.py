@@ -8,7 +8,7 @@ from .timewindow import format_time
 
 def ledger_status(path: str) -> dict:
     # Reading needs no lock: a running export may hold it, and WAL lets us read beside it.
-    with Ledger(path, lock=False) as ledger:
+    with Ledger(path, readonly=True) as ledger:
         slices = ledger.slices()
         definition = ledger.definition()
         counts = ledger.summary()

@@ -251,3 +251,15 @@ def test_every_command_has_a_docstring_and_every_option_has_help():
         for param in command.params:
             if isinstance(param, click.Option):
                 assert (param.help or "").strip(), f"{name} {param.opts} has no help text"
+
+
+def test_status_refuses_a_file_that_is_not_a_ledger_and_leaves_it_unchanged(tmp_path):
+    import sqlite3
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    before = other.read_bytes()
+    result = run_cli(["status", "--ledger", str(other)], expect_exit=2)
+    assert "cannot open ledger" in result.stderr
+    assert other.read_bytes() == before

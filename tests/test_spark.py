@@ -198,7 +198,7 @@ def test_a_slice_failing_every_attempt_is_failed_in_the_ledger_and_resume_comple
     # The Python error's first line, not the JVM's stack.
     assert failed["error"] == "RuntimeError: injected failure of slice 4"
     assert [s["status"] for i, s in enumerate(first["slices"]) if i != 4] == ["done"] * 5
-    with Ledger(str(ledger), lock=False) as book:
+    with Ledger(str(ledger), readonly=True) as book:
         states = {s.start_ms: s for s in book.slices()}
     assert states[T0 + 4000].status == "failed"
     assert "injected failure of slice 4" in states[T0 + 4000].error
@@ -218,7 +218,7 @@ def test_a_slice_failing_every_attempt_is_failed_in_the_ledger_and_resume_comple
                     "--spark-master", "local[2]", "--ledger", ledger, "--resume")
     assert [s["status"] for s in again["slices"]] == ["skipped"] * SLICES
     assert "spark" not in again
-    with Ledger(str(ledger), lock=False) as book:
+    with Ledger(str(ledger), readonly=True) as book:
         assert {s.status for s in book.slices()} == {"done"}
 
 
