@@ -37,7 +37,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.child import run_in_child  # noqa: E402 - needs ROOT on sys.path
 
 LINES = ("time_sources", "thrift_apis", "spark_local")
 
@@ -218,16 +219,8 @@ def _thrift2_address(env: dict) -> str | None:
 
 def run_child(spec: dict, timeout: float) -> dict:
     """One measured run in a fresh interpreter (``python -m bench.extras --child``)."""
-    proc = subprocess.run([sys.executable, "-m", "bench.extras", "--child", json.dumps(spec)],
-                          stdout=subprocess.PIPE, text=True, timeout=timeout, cwd=ROOT)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("EXTRAS_RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{spec['name']}: child exited {proc.returncode}: "
-                           f"{proc.stdout.strip()[-500:]}")
-    result = json.loads(lines[-1][len("EXTRAS_RESULT "):])
-    if "error" in result:
-        raise RuntimeError(f"{spec['name']}: {result['error']}")
-    return result
+    return run_in_child([sys.executable, "-m", "bench.extras", "--child", json.dumps(spec)],
+                        spec["name"], "EXTRAS_RESULT ", timeout)
 
 
 def index_digest(es: str, index: str) -> tuple[int, str]:

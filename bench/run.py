@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -200,17 +199,10 @@ def orphan_cleanup(es: str, hbase_host: str, hbase_port: int) -> None:
 
 def run_child(spec: dict, timeout: float) -> dict:
     """Run one measured run in a fresh interpreter; its last stdout line is the result."""
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child",
-                           json.dumps(spec)], stdout=subprocess.PIPE, text=True,
-                          timeout=timeout, cwd=ROOT)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{spec['name']}: child exited {proc.returncode}: "
-                           f"{proc.stdout.strip()[-500:]}")
-    result = json.loads(lines[-1][len("BENCH_RESULT "):])
-    if "error" in result:
-        raise RuntimeError(f"{spec['name']}: {result['error']}")
-    return result
+    from bench.child import run_in_child
+
+    return run_in_child([sys.executable, str(Path(__file__).resolve()), "--child",
+                         json.dumps(spec)], spec["name"], "BENCH_RESULT ", timeout)
 
 
 class Stopwatch:
