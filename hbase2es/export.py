@@ -168,13 +168,25 @@ def _run_slices(settings: Settings, todo: list[SliceReport], report: RunReport,
 def local_outcomes(settings: Settings, slices: list[Slice], on_event,
                    report: RunReport) -> Iterator[Outcome]:
     """Run slices on our own process pool, yielding one Outcome per slice as it ends."""
+    yield from pool_outcomes(settings, slicejob.export_slice, slices, on_event, report,
+                             initializer=slicejob.open_worker, initargs=(settings,),
+                             finalizer=slicejob.close_worker)
+
+
+def pool_outcomes(settings: Settings, fn, tasks: list, on_event, report, *, initializer,
+                  initargs: tuple, finalizer) -> Iterator[Outcome]:
+    """Run ``fn`` over ``tasks`` on the pool with the run's settings and Ctrl-C handling.
+
+    ``report`` needs an ``interrupted`` attribute; a worker that cannot open its
+    connections becomes one error with the exit code of its cause.
+    """
     run = settings.run
     try:
-        with Pool(min(run.workers, len(slices)), initializer=slicejob.open_worker,
-                  initargs=(settings,), finalizer=slicejob.close_worker,
-                  max_attempts=run.max_attempts, start_method=run.start_method,
-                  grace_seconds=run.grace_seconds) as pool, _stop_on_signals(pool, report):
-            yield from pool.run(slicejob.export_slice, slices, on_event=on_event)
+        with Pool(min(run.workers, len(tasks)), initializer=initializer, initargs=initargs,
+                  finalizer=finalizer, max_attempts=run.max_attempts,
+                  start_method=run.start_method, grace_seconds=run.grace_seconds) as pool, \
+                _stop_on_signals(pool, report):
+            yield from pool.run(fn, tasks, on_event=on_event)
     except WorkerStartupError as exc:
         err = exc.error
         code = ExitCode.UNAVAILABLE if err.type == "UnavailableError" else ExitCode.FAILED

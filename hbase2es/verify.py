@@ -33,7 +33,7 @@ from . import es_compat
 from .errors import ExitCode, Hbase2esError
 from .hbase_reader import open_reader
 from .mapping import IndexTemplate, build_document, document_id
-from .pool import Pool, Progress as ProgressEvent, WorkerStartupError
+from .pool import Progress as ProgressEvent
 from .settings import Settings
 from .timesource import time_source
 from .timewindow import Slice, format_time, split_window
@@ -344,7 +344,7 @@ def exit_code(report: VerifyReport) -> ExitCode:
 def run_verify(settings: Settings, *, sample: int | None = None,
                compare_fields: bool = False) -> VerifyReport:
     """Check every slice of the window on the worker pool; the report carries the exit code."""
-    from .export import _stop_on_signals, preflight  # the same checks and Ctrl-C handling
+    from .export import pool_outcomes, preflight  # the same checks, pool and Ctrl-C handling
 
     started = time.monotonic()
     options = VerifyOptions(sample=sample, compare_fields=compare_fields)
@@ -364,24 +364,18 @@ def run_verify(settings: Settings, *, sample: int | None = None,
             bar.set_postfix_str(f"{rows} rows", refresh=True)
 
     try:
-        with Pool(min(run.workers, len(slices)), initializer=open_verifier,
-                  initargs=(settings, options), finalizer=close_verifier,
-                  max_attempts=run.max_attempts, start_method=run.start_method,
-                  grace_seconds=run.grace_seconds) as pool, _stop_on_signals(pool, report):
-            for outcome in pool.run(verify_slice, slices, on_event=on_event):
-                entry = report.slices[outcome.index]
-                entry.attempts = outcome.attempts
-                if outcome.status == "ok":
-                    entry.status, entry.result = "done", outcome.value
-                else:
-                    entry.status = "failed" if outcome.status == "failed" else "cancelled"
-                    if outcome.error is not None:
-                        entry.error = f"{outcome.error.type}: {outcome.error.message}"[:500]
-                bar.update(1)
-    except WorkerStartupError as exc:
-        err = exc.error
-        code = ExitCode.UNAVAILABLE if err.type == "UnavailableError" else ExitCode.FAILED
-        raise Hbase2esError(f"workers could not start: {err.message}", code) from None
+        for outcome in pool_outcomes(settings, verify_slice, slices, on_event, report,
+                                     initializer=open_verifier, initargs=(settings, options),
+                                     finalizer=close_verifier):
+            entry = report.slices[outcome.index]
+            entry.attempts = outcome.attempts
+            if outcome.status == "ok":
+                entry.status, entry.result = "done", outcome.value
+            else:
+                entry.status = "failed" if outcome.status == "failed" else "cancelled"
+                if outcome.error is not None:
+                    entry.error = f"{outcome.error.type}: {outcome.error.message}"[:500]
+            bar.update(1)
     finally:
         bar.close()
     report.seconds = time.monotonic() - started
