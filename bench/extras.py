@@ -710,19 +710,9 @@ CHILD_KINDS = {"slices": child_slices, "export": child_export}
 
 
 def child_main(spec: dict) -> int:
-    from bench.report import server_pids
-    from bench.run import DEVSERVERS, Stopwatch
+    from bench.child import child_main as run_kind
 
-    watch = Stopwatch(server_pids(DEVSERVERS))
-    try:
-        out = CHILD_KINDS[spec["kind"]](spec, watch)
-        watch.stop()
-        out.update(watch.result())
-    except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
-        traceback.print_exc(file=sys.stderr)
-        out = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
-    print("EXTRAS_RESULT " + json.dumps(out), flush=True)
-    return 0
+    return run_kind(CHILD_KINDS, spec, "EXTRAS_RESULT ", start_watch=False)
 
 
 # --------------------------------------------------------------------------- output

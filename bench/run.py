@@ -33,7 +33,6 @@ import json
 import os
 import sys
 import time
-import traceback
 import urllib.error
 import urllib.request
 from dataclasses import fields
@@ -251,19 +250,9 @@ class Stopwatch:
 
 def child_main(spec: dict) -> int:
     from bench.baselines import KINDS
-    from bench.report import server_pids
+    from bench.child import child_main as run_kind
 
-    watch = Stopwatch(server_pids(DEVSERVERS))
-    try:
-        watch.start()
-        out = KINDS[spec["kind"]](spec, watch)
-        watch.stop()
-        out.update(watch.result())
-    except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
-        traceback.print_exc(file=sys.stderr)
-        out = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
-    print("BENCH_RESULT " + json.dumps(out), flush=True)
-    return 0
+    return run_kind(KINDS, spec, "BENCH_RESULT ", start_watch=True)
 
 
 # --------------------------------------------------------------------------- one dataset
