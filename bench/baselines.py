@@ -58,7 +58,7 @@ def _naive_actions(rows, index: str, start_ms: int | None = None):
 
 def scan_only(spec: dict, watch) -> dict:
     """One full-table scan through hbase2es's own reader: rows decoded, then dropped."""
-    from hbase2es.hbase_reader import open_reader
+    from hbase2es.hbase import open_reader
 
     reader = open_reader(_hbase_settings(spec))
     try:
@@ -79,8 +79,8 @@ def build_payloads(spec: dict, watch=None) -> dict:
     Built once per dataset (untimed) with hbase2es's own mapping and NDJSON code and
     bounds, so bulk_only sends exactly the bytes the tool sends.
     """
-    from hbase2es.chunking import Chunker, index_action
-    from hbase2es.hbase_reader import open_reader
+    from hbase2es.search.chunking import Chunker, index_action
+    from hbase2es.hbase import open_reader
     from hbase2es.mapping import Mapping, build_document, document_id
 
     reader = open_reader(_hbase_settings(spec))
@@ -110,8 +110,8 @@ def build_payloads(spec: dict, watch=None) -> dict:
 
 
 def _send_share(payloads: list[bytes], es_url: str, ready, done) -> None:
-    from hbase2es import es_compat
-    from hbase2es.es_writer import FILTER_PATH
+    from hbase2es.search import engine as es_compat
+    from hbase2es.search.writer import FILTER_PATH
     from hbase2es.settings import ElasticsearchSettings
 
     client = es_compat.make_client(ElasticsearchSettings(hosts=(es_url,)))
@@ -228,8 +228,8 @@ def hbase2es_settings(spec: dict, workers: int):
 
 def hbase2es(spec: dict, watch) -> dict:
     """hbase2es.export.run_export, in this process, as the CLI runs it."""
-    from hbase2es.export import run_export
-    from hbase2es.report import setup_logging
+    from hbase2es.run.export import run_export
+    from hbase2es.run.report import setup_logging
 
     settings = hbase2es_settings(spec, spec["workers"])
     setup_logging("warning")
@@ -258,10 +258,10 @@ def breakdown(spec: dict, watch) -> dict:
     """
     import itertools
 
-    from hbase2es import es_compat
-    from hbase2es.chunking import index_action
-    from hbase2es.es_writer import BulkWriter
-    from hbase2es.hbase_reader import open_reader
+    from hbase2es.search import engine as es_compat
+    from hbase2es.search.chunking import index_action
+    from hbase2es.search.writer import BulkWriter
+    from hbase2es.hbase import open_reader
     from hbase2es.mapping import Mapping, build_document, document_id
 
     clock = time.process_time
@@ -320,7 +320,7 @@ def profile(spec: dict, watch) -> dict:
     The last slice is the one a worker spends longest on with Thrift1: it reads every row
     of the window and exports those of its slice only.
     """
-    from hbase2es.slicejob import SliceExporter
+    from hbase2es.run.slicejob import SliceExporter
     from hbase2es.timewindow import Slice
 
     try:

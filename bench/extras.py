@@ -650,9 +650,9 @@ LINE_FUNCTIONS = {"time_sources": time_sources, "thrift_apis": thrift_apis,
 
 def child_slices(spec: dict, watch) -> dict:
     """The slices in order through one SliceExporter, as one pool worker runs them."""
-    from hbase2es.report import setup_logging
+    from hbase2es.run.report import setup_logging
     from hbase2es.settings import load_settings
-    from hbase2es.slicejob import SliceExporter
+    from hbase2es.run.slicejob import SliceExporter
     from hbase2es.timewindow import Slice
 
     setup_logging("warning")
@@ -675,15 +675,15 @@ def child_export(spec: dict, watch) -> dict:
     """hbase2es.export.run_export as the CLI runs it; Spark's start is timed apart."""
     from contextlib import nullcontext
 
-    from hbase2es.export import run_export
-    from hbase2es.report import setup_logging
+    from hbase2es.run.export import run_export
+    from hbase2es.run.report import setup_logging
     from hbase2es.settings import load_settings
 
     setup_logging("warning")
     settings = load_settings(None, spec["overrides"], now_ms=int(time.time() * 1000))
     context, start_seconds = nullcontext(), None
     if settings.run.executor == "spark":
-        from hbase2es import spark_executor
+        from hbase2es.run import spark as spark_executor
 
         # run_export reuses a running SparkContext: started here, the JVM's start-up is
         # measured on its own and the export's time is the slices' time.

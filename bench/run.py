@@ -294,11 +294,11 @@ def thrift2_variant(cfg: dict, env: dict) -> dict | None:
 
     address = env.get("HBASE2ES_TEST_HBASE_THRIFT2")
     has_api = "api" in {f.name for f in fields(HBaseSettings)}
-    has_reader = importlib.util.find_spec("hbase2es.thrift2_reader") is not None
+    has_reader = importlib.util.find_spec("hbase2es.hbase.thrift2") is not None
     if not (address and has_api and has_reader):
         if cfg["thrift2"] == "1":
             raise BenchError("BENCH_THRIFT2=1 but Thrift2 is not available (needs [hbase] api, "
-                             "hbase2es.thrift2_reader and HBASE2ES_TEST_HBASE_THRIFT2)")
+                             "hbase2es.hbase.thrift2 and HBASE2ES_TEST_HBASE_THRIFT2)")
         return None
     host, port = address.rsplit(":", 1)
     return {"hbase.api": "thrift2", "hbase.host": host, "hbase.port": int(port)}

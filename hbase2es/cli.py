@@ -17,7 +17,7 @@ import orjson
 
 from . import __version__
 from .errors import ConfigError, ExitCode, Hbase2esError
-from .report import setup_logging, summary_table, write_json
+from .run.report import setup_logging, summary_table, write_json
 from .settings import Settings, load_settings
 
 log = logging.getLogger("hbase2es")
@@ -150,13 +150,13 @@ class Hbase2esGroup(click.Group):
 
 def _classify(exc: Exception) -> tuple[ExitCode, str]:
     """Third-party errors that reach the top: unreachable servers are exit 3."""
-    from . import es_compat
+    from .search import engine
 
     # A local file the user named (report, ledger ...) is not a server: exit 2, not 3.
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError,
                         NotADirectoryError)) and exc.filename:
         return ExitCode.USAGE, f"cannot use file {exc.filename!r}: {exc.strerror}"
-    if isinstance(exc, es_compat.CONNECTION_ERRORS) or isinstance(exc, (ConnectionError, OSError)):
+    if isinstance(exc, engine.CONNECTION_ERRORS) or isinstance(exc, (ConnectionError, OSError)):
         return ExitCode.UNAVAILABLE, f"server unreachable: {type(exc).__name__}: {exc}"[:500]
     return ExitCode.FAILED, f"unexpected {type(exc).__name__}: {exc} (--log-level debug for details)"
 
@@ -212,12 +212,12 @@ def cli():
                    "repeat for several.")
 def export(**params):
     """Export the rows of a time window from HBase into Elasticsearch."""
-    from .export import run_export
+    from .run.export import run_export
 
     settings = build_settings(params)
     _check_output_dirs(settings)
     if settings.run.executor == "spark":  # missing pyspark: exit 2 before any server is asked
-        from .spark_executor import require_pyspark
+        from .run.spark import require_pyspark
 
         require_pyspark()
     report = run_export(settings)
@@ -237,16 +237,18 @@ def export(**params):
 @SPLIT_BY_REGION
 def plan(as_json: bool, sample: int | None, **params):
     """Show the slices and index names of a window without writing anything."""
-    from .plan import describe_plan, render_plan, sample_documents, table_regions
+    from .hbase.regions import table_regions
+    from .run.plan import describe_plan
+    from .run.preview import render_plan, sample_documents
 
     settings = build_settings(params)
     # Region pieces need the table's regions. Only an explicit --split-by-region (or
     # [run] split_by_region = true) asks HBase for them, so a plain plan stays offline.
-    regions = table_regions(settings) if settings.run.split_by_region else None
+    regions = table_regions(settings.hbase) if settings.run.split_by_region else None
     data = describe_plan(settings, regions)
     if sample:
         data["sample"] = sample_documents(settings, sample)
-        from .indexsetup import warn_field_count  # fields of the sample vs. the field limit
+        from .search.indexsetup import warn_field_count  # fields of the sample vs. the field limit
 
         warn_field_count(settings, [doc["document"] for doc in data["sample"]])
     if as_json:
@@ -269,7 +271,7 @@ def plan(as_json: bool, sample: int | None, **params):
               help="Write the result as JSON to this file.")
 def verify(sample: int | None, compare_fields: bool, as_json: bool, **params):
     """Check that every row of the window has its document in Elasticsearch (exit 1 if not)."""
-    from .verify import problem_summary, render_verify, run_verify
+    from .run.verify import problem_summary, render_verify, run_verify
 
     settings = build_settings(params)
     _check_output_dirs(settings)
@@ -293,7 +295,7 @@ def verify(sample: int | None, compare_fields: bool, as_json: bool, **params):
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(ledger: str, as_json: bool):
     """Show what a job's ledger holds: done, failed and pending slices, and the watermark."""
-    from .status import ledger_status, render_status
+    from .run.status import ledger_status, render_status
 
     data = ledger_status(ledger)
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json

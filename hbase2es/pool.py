@@ -31,6 +31,9 @@ outstanding, so the parent's writes always fit in the pipe (see
 
 from __future__ import annotations
 
+# long: one concept, the crash-safe pool; its worker and parent halves share the frame
+# format and the STARTED protocol, so they are read best side by side.
+
 import collections
 import multiprocessing
 import os
@@ -272,6 +275,8 @@ def _run_task(data: bytes, send, cache: list) -> tuple[int, bytes]:
 
 def _worker_loop(task_conn, result_conn, stop_conn, death_conn,
                  initializer, initargs, finalizer) -> None:
+    # long: a worker's whole life (start-up, the task loop, the exit) in one place, as in
+    # CPython's multiprocessing.pool.worker; its pieces share the pipe buffers.
     # Ctrl-C reaches the whole process group; the parent decides what to do.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(death_conn, os.getppid()),

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .mapping import ColumnSpec, IndexTemplate, Mapping
+from .indexname import IndexTemplate
+from .mapping import ColumnSpec, Mapping
 from .timesource import SALT_FORMATS, TimeSourceError, time_source
 from .timewindow import MAX_SLICES, TimeError, parse_duration, parse_time, parse_tz
 

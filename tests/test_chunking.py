@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from hbase2es.chunking import Chunk, Chunker, index_action
+from hbase2es.search.chunking import Chunk, Chunker, index_action
 
 
 def _lines(item: bytes) -> tuple[dict, dict]:

@@ -116,7 +116,7 @@ def test_bad_env_value_exits_2_naming_the_flag(nowhere):
 
 
 def test_errors_that_reach_the_top_are_classified_by_what_failed():
-    from hbase2es import es_compat
+    from hbase2es.search import engine as es_compat
     from hbase2es.cli import _classify
     from hbase2es.errors import ExitCode
 

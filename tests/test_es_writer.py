@@ -14,17 +14,18 @@ import orjson
 import pytest
 from helpers import count_docs, free_port, read_index
 
-from hbase2es import es_compat, es_writer
-from hbase2es.chunking import index_action
+from hbase2es.search import engine as es_compat, writer as es_writer
+from hbase2es.search.chunking import index_action
 from hbase2es.errors import UnavailableError
-from hbase2es.es_writer import BulkWriter, Rejection
+from hbase2es.backoff import Backoff
+from hbase2es.search.writer import BulkWriter, Rejection
 from hbase2es.settings import ElasticsearchSettings
 
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch):
     """Retries without the real (up to 30 s) jittered sleeps."""
-    monkeypatch.setattr(es_writer, "_backoff", lambda attempt: 0.001)
+    monkeypatch.setattr(es_writer, "BACKOFF", Backoff(base_s=0.001, cap_s=0.001))
 
 
 def _item(doc_id: str, version: int = 1, index: str = "idx", **document) -> bytes:
@@ -212,13 +213,9 @@ def test_answer_with_wrong_item_count_is_an_error_not_a_silent_loss():
         writer.flush()
 
 
-def test_backoff_is_capped_and_jittered(monkeypatch):
-    monkeypatch.undo()  # the real _backoff
-    for attempt in range(12):
-        bound = min(es_writer.BACKOFF_CAP_S, es_writer.BACKOFF_BASE_S * 2 ** attempt)
-        values = {es_writer._backoff(attempt) for _ in range(20)}
-        assert all(0 <= v <= bound for v in values)
-        assert len(values) > 1
+def test_writer_backs_off_with_full_jitter(monkeypatch):
+    monkeypatch.undo()  # the real pacing: workers retrying one cluster must not be in step
+    assert es_writer.BACKOFF.jitter == 1.0 and es_writer.BACKOFF.cap_s == 30.0
 
 
 # --------------------------------------------------------------------------- real server

@@ -21,7 +21,8 @@ import pytest
 from helpers import (T0, count_docs, export_args, free_port, put_row, read_index, read_report,
                      run_cli, table_name, write_config)
 
-import hbase2es.export as export_module
+import hbase2es.run.executors as executors_module
+import hbase2es.run.export as export_module
 from hbase2es.mapping import row_key_from_id
 from hbase2es.pool import Pool, Started
 
@@ -460,7 +461,7 @@ def test_two_workers_share_the_slices(servers, table, es, index, tmp_path, monke
                     on_event(event)
             return super().run(fn, tasks, on_event=record)
 
-    monkeypatch.setattr(export_module, "Pool", RecordingPool)
+    monkeypatch.setattr(executors_module, "Pool", RecordingPool)
     for i in range(6):
         put_row(table, f"r{i}", {"cf:v": str(i)}, T0 + i * 1000 + 5)
     _, report = _export(servers, table, index, T0, T0 + 6000, "1s", "--workers", "2",

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hbase2es import es_compat, indexsetup
+from hbase2es.search import engine as es_compat, indexsetup
 from hbase2es.errors import ConfigError
-from hbase2es.report import RunReport
+from hbase2es.run.report import RunReport
 from hbase2es.settings import load_settings
 from helpers import (T0, count_docs, export_args, put_row, read_index, read_report, run_cli,
                      table_name, write_config)
@@ -180,8 +180,8 @@ def test_failed_restore_is_reported_with_a_command_that_works(servers, index, es
             es.indices.delete(index=index)
     finally:
         client.close()
-    assert report.extra["bulk_load"]["restored"] is False
-    [command] = report.extra["bulk_load_restore_failed"]
+    assert report.bulk_load["restored"] is False
+    [command] = report.bulk_load_restore_failed
     es.indices.create(index=index, settings={"refresh_interval": "-1", "number_of_replicas": 0})
     subprocess.run(["bash", "-c", command], check=True, timeout=60, stdout=subprocess.DEVNULL)
     flat = _settings(es, index)

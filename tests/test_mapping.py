@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from hbase2es.indexname import IndexTemplate
 from hbase2es.mapping import (
     TYPES,
     ColumnSpec,
     DecodeError,
-    IndexTemplate,
     Mapping,
     build_document,
     decode_value,
@@ -298,13 +298,6 @@ def test_mapping_is_a_frozen_value_that_pickles():
     assert build_document(b"r", {b"cf:n": struct.pack(">q", 9)}, 0, copy)[0]["n"] == 9
     with pytest.raises(AttributeError):
         mapping.unmapped = "skip"
-
-
-def test_mapping_spec_for():
-    spec = ColumnSpec(b"cf:n", "n", "long")
-    mapping = Mapping(columns=(spec,))
-    assert mapping.spec_for(b"cf:n") is spec
-    assert mapping.spec_for(b"cf:other") is None
 
 
 # --- build_document ---------------------------------------------------------------------

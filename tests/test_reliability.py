@@ -28,9 +28,9 @@ from faults import (SHARED_HBASE_CONF, ExportProcess, PrivateElasticsearch, Priv
                     scanner_timeout_ms, time_limit, wait_for, worker_pids)
 from helpers import T0, count_docs, read_report, run_cli, write_config
 
-from hbase2es import es_compat
+from hbase2es.search import engine as es_compat
 from hbase2es.settings import load_settings
-from hbase2es.slicejob import SliceExporter
+from hbase2es.run.slicejob import SliceExporter
 from hbase2es.timewindow import Slice, format_time
 
 pytestmark = pytest.mark.integration
@@ -459,7 +459,7 @@ slice = "1m"
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append
-    reader_log = logging.getLogger("hbase2es.hbase_reader")
+    reader_log = logging.getLogger("hbase2es.hbase.base")
     reader_log.addHandler(handler)
     exporter = SliceExporter(settings)
     try:

@@ -18,10 +18,10 @@ from helpers import T0, count_docs, export_args, put_row, read_index, read_repor
 
 from faults import time_limit
 
-import hbase2es.export as export_module
-from hbase2es.ledger import Ledger
+import hbase2es.run.export as export_module
+from hbase2es.run.ledger import Ledger
 from hbase2es.settings import load_settings
-from hbase2es.slicejob import run_slice
+from hbase2es.run.slicejob import run_slice
 
 SLICES = 6  # 1 s slices of [T0, T0 + 6 s)
 END = T0 + SLICES * 1000
@@ -115,7 +115,7 @@ def _failing(marker_dir: Path):
 
 
 def _use_slice_fn(monkeypatch, slice_fn) -> None:
-    from hbase2es.spark_executor import spark_executor
+    from hbase2es.run.spark import spark_executor
 
     monkeypatch.setitem(export_module.EXECUTORS, "spark", spark_executor(slice_fn))
 

@@ -1,6 +1,6 @@
 """The Thrift2 reader: same rows as the Thrift1 reader, with the slice's time range on the server.
 
-Integration tests read the same real table through HBase's Thrift1 server (HBaseReader)
+Integration tests read the same real table through HBase's Thrift1 server (Thrift1Reader)
 and its Thrift2 server (Thrift2Reader), apply the slice job's rule
 (``start <= newest cell < end``) to both, and compare the sequences of
 ``(row key, values, newest cell timestamp)``; where the data is simple enough they are
@@ -16,12 +16,13 @@ import pytest
 from helpers import T0, put_row, read_index, table_name
 
 from hbase2es.errors import ConfigError, ExitCode, UnavailableError
-from hbase2es import thrift2_reader
-from hbase2es.export import run_export
-from hbase2es.hbase_reader import HBaseReader, open_reader
-from hbase2es.plan import describe_plan, render_plan
+from hbase2es.hbase import thrift2 as thrift2_reader
+from hbase2es.run.export import run_export
+from hbase2es.hbase import Thrift1Reader, open_reader
+from hbase2es.run.plan import describe_plan
+from hbase2es.run.preview import render_plan
 from hbase2es.settings import HBaseSettings, load_settings
-from hbase2es.thrift2_reader import (MAX_STAMP, Thrift2Reader, connect_thrift2, hbase2,
+from hbase2es.hbase.thrift2 import (MAX_STAMP, Thrift2Reader, connect_thrift2, hbase2,
                                      row_of, table_name as thrift_table_name, thrift_columns,
                                      time_range)
 from hbase2es.timesource import time_source
@@ -146,7 +147,7 @@ def test_plan_names_the_api_and_the_server_side_strategy():
 @integration
 def test_open_reader_picks_the_reader_of_the_api(readers):
     one, two = readers
-    assert type(one) is HBaseReader and type(two) is Thrift2Reader
+    assert type(one) is Thrift1Reader and type(two) is Thrift2Reader
     regions = two.regions()
     assert regions and regions[0]["start_key"] == b"" and regions[-1]["end_key"] == b""
 

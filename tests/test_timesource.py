@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from hbase2es.errors import ConfigError
-from hbase2es.plan import describe_plan, slice_tasks
-from hbase2es.regions import (SliceTask, clip, clip_scan, merge_results, region_bounds,
-                              split_by_regions, wants_region_split)
+from hbase2es.hbase.regions import region_bounds
+from hbase2es.run.plan import describe_plan, slice_tasks
+from hbase2es.run.pieces import (SliceTask, clip, clip_scan, merge_results, split_by_regions,
+                                 wants_region_split)
 from hbase2es.settings import ColumnSettings, RowKeySettings, WindowSettings, load_settings
 from hbase2es.timesource import (NO_TIME, CellTimeSource, ColumnTimeSource, RowKeyTimeSource,
                                  ScanSpec, TimeSourceError, make_codec, show_bytes, time_source)
@@ -618,15 +619,15 @@ def _piece_settings(tmp_path):
 def _fake_executor(statuses: dict[int, str], seen: list):
     """An executor that 'runs' each task in order: one Started event, then its outcome."""
     from hbase2es.pool import Outcome, Progress, Started, TaskError
-    from hbase2es.slicejob import SliceResult
+    from hbase2es.run.slicejob import SliceResult
 
-    def run(settings, tasks, on_event, report):
+    def run(settings, tasks, on_event, report, stop=None):
         seen.extend(tasks)
         for i, task in enumerate(tasks):
             if statuses.get(i) == "never":
                 return  # stopped before this task started
             on_event(Started(i, 100 + i % 2, 1))
-            on_event(Progress(i, {"rows": 1, "indexed": 1, "last_key": b"k"}))
+            on_event(Progress(i, {"rows": 1, "indexed": 1, "checkpoint": {"last_key": b"k"}}))
             s = task.slice if isinstance(task, SliceTask) else task
             status = statuses.get(i, "ok")
             if status == "ok":
@@ -643,10 +644,11 @@ def _regions_cutting_each_slice(start: int) -> list[tuple[bytes, bytes]]:
     return [(b"", a), (a, b), (b, b"")]
 
 
-def test_by_region_merges_pieces_into_one_outcome_per_slice(tmp_path):
-    from hbase2es.export import by_region
+def test_region_split_merges_pieces_into_one_outcome_per_slice(tmp_path):
     from hbase2es.pool import Progress, Started
-    from hbase2es.report import RunReport
+    from hbase2es.run.pieces import RegionSplit
+    from hbase2es.run.plan import slice_ranges
+    from hbase2es.run.report import RunReport
 
     settings = _piece_settings(tmp_path)
     slices = [Slice(0, settings.start_ms, settings.start_ms + 12 * HOUR),
@@ -654,33 +656,35 @@ def test_by_region_merges_pieces_into_one_outcome_per_slice(tmp_path):
     regions = _regions_cutting_each_slice(settings.start_ms)
     events, seen = [], []
     report = RunReport([])
-    run = by_region(_fake_executor({}, seen), regions)
-    outcomes = list(run(settings, slices, events.append, report))
+    run = RegionSplit(_fake_executor({}, seen), regions, slice_ranges(settings))
+    outcomes = list(run(settings, slices, events.append, report, None))
     assert len(seen) == 4 and all(isinstance(t, SliceTask) for t in seen)
     assert [o.index for o in outcomes] == [0, 1]
     assert [o.status for o in outcomes] == ["ok", "ok"]
     assert [o.value.rows for o in outcomes] == [1 + 2, 3 + 4]
     assert [o.value.seconds for o in outcomes] == [1.0, 1.0]
     assert [o.attempts for o in outcomes] == [2, 2]
-    # Events name the slice, and a piece's last row key is not passed on.
+    # Events name the slice, and a piece's checkpoint is not passed on.
     assert {e.index for e in events} == {0, 1}
-    assert all(e.payload["last_key"] is None for e in events if isinstance(e, Progress))
+    assert all(e.payload["checkpoint"] is None for e in events if isinstance(e, Progress))
     assert sum(isinstance(e, Started) for e in events) == 4
-    assert report.extra["region_split"] == {
+    assert report.region_split == {
         "regions": 3, "tasks": 4, "slices": [{"index": 0, "pieces": 2, "workers": 2},
                                              {"index": 1, "pieces": 2, "workers": 2}]}
 
 
-def test_by_region_slice_fails_when_a_piece_fails_and_is_cancelled_when_one_never_ran(tmp_path):
-    from hbase2es.export import by_region
-    from hbase2es.report import RunReport
+def test_region_split_slice_fails_when_a_piece_fails_and_is_cancelled_when_one_never_ran(tmp_path):
+    from hbase2es.run.pieces import RegionSplit
+    from hbase2es.run.plan import slice_ranges
+    from hbase2es.run.report import RunReport
 
     settings = _piece_settings(tmp_path)
     slices = [Slice(0, settings.start_ms, settings.start_ms + 12 * HOUR),
               Slice(1, settings.start_ms + 12 * HOUR, settings.end_ms)]
     regions = _regions_cutting_each_slice(settings.start_ms)
-    run = by_region(_fake_executor({1: "failed", 3: "never"}, []), regions)
-    failed, cancelled = list(run(settings, slices, lambda e: None, RunReport([])))
+    run = RegionSplit(_fake_executor({1: "failed", 3: "never"}, []), regions,
+                      slice_ranges(settings))
+    failed, cancelled = list(run(settings, slices, lambda e: None, RunReport([]), None))
     assert (failed.index, failed.status) == (0, "failed")
     lo, hi = regions[1]
     assert failed.error.message == f"region piece [{lo.hex()}, {hi.hex()}): piece 1"

@@ -203,7 +203,7 @@ def hbase_answers(address: str) -> bool:
 
 def hbase_thrift2_answers(address: str) -> bool:
     """True when a Thrift2 server answers and sees hbase:meta (so the master is up)."""
-    from hbase2es.thrift2_reader import connect_thrift2, table_name  # the project's own IDL
+    from hbase2es.hbase.thrift2 import connect_thrift2, table_name  # the project's own IDL
 
     host, port = address.rsplit(":", 1)
     client = connect_thrift2(host, int(port), timeout_ms=5000)

@@ -37,11 +37,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
-from .errors import ConfigError, UnavailableError
-from .pool import Outcome, Started, TaskError
+from ..errors import ConfigError, UnavailableError
+from ..pool import Outcome, Started, TaskError
+from ..settings import Settings
 from .report import RunReport
-from .settings import Settings
-from .signals import handling_stop_signals
 from .slicejob import run_slice
 
 log = logging.getLogger(__name__)
@@ -84,7 +83,7 @@ def require_pyspark():
 
 
 def spark_executor(slice_fn: Callable = run_slice):
-    """An executor for ``export.EXECUTORS`` that runs ``slice_fn(task, settings)`` per slice.
+    """An executor for ``executors.EXECUTORS`` that runs ``slice_fn(task, settings)`` per slice.
 
     ``slice_fn`` must be importable (or picklable by value) on the executors; tests pass
     a wrapper around ``run_slice`` here to inject failures.
@@ -92,7 +91,7 @@ def spark_executor(slice_fn: Callable = run_slice):
     return functools.partial(spark_outcomes, slice_fn=slice_fn)
 
 
-def spark_outcomes(settings: Settings, slices: list, on_event, report: RunReport, *,
+def spark_outcomes(settings: Settings, slices: list, on_event, report: RunReport, stop, *,
                    slice_fn: Callable = run_slice) -> Iterator[Outcome]:
     """Run each slice as one Spark job; yield its Outcome as soon as its job ends.
 
@@ -104,15 +103,19 @@ def spark_outcomes(settings: Settings, slices: list, on_event, report: RunReport
     if not slices:
         return
     with _spark_context(settings) as sc:
-        report.extra["spark"] = {"master": sc.master, "application_id": sc.applicationId,
-                                 "version": sc.version}
+        report.spark = {"master": sc.master, "application_id": sc.applicationId,
+                        "version": sc.version}
         settings_bc = sc.broadcast(settings)
         rdd = sc.parallelize(list(enumerate(slices)), len(slices))  # partition i = slice i
         task = functools.partial(_run_partition, slice_fn, settings_bc)
         run_id = uuid.uuid4().hex[:8]
-        with _stop_on_signals(report) as stop:
+        # A second Ctrl-C cancels the running jobs (the loop below does it), a third quits.
+        stop.soft_force = True
+        try:
             yield from _stream(sc, rdd, task, slices, run_id, on_event, report, stop,
                                settings.run.grace_seconds)
+        finally:
+            stop.soft_force = False
 
 
 def _stream(sc, rdd, task, slices: list, run_id: str, on_event, report: RunReport, stop,
@@ -252,44 +255,6 @@ def _failed_attempts(sc, group: str) -> int:
         if failed or time.monotonic() >= deadline:
             return max(failed, 1)
         time.sleep(0.1)
-
-
-class _StopRequest:
-    """What Ctrl-C / SIGTERM asked for: the first lets running slices finish, the second not."""
-
-    def __init__(self):
-        self.at: float | None = None
-        self.force = False
-
-    def deadline(self, grace_seconds: float) -> float:
-        return (self.at or time.monotonic()) + grace_seconds
-
-
-@contextmanager
-def _stop_on_signals(report: RunReport):
-    """1st signal: submit no more slices, cancel running jobs after the grace time; 2nd: now;
-    3rd: KeyboardInterrupt (the context is still stopped on the way out).
-
-    Only flags are set here: py4j calls are made by the driver loop, never from inside a
-    signal handler that may interrupt another py4j call.
-    """
-    stop = _StopRequest()
-
-    def handler(signum, frame):
-        name = signal.Signals(signum).name
-        if not report.interrupted:
-            log.warning("%s: finishing running slices, starting no new ones (again to cancel "
-                        "them)", name)
-            report.interrupted = True
-            stop.at = time.monotonic()
-        elif not stop.force:
-            log.warning("%s: cancelling the running Spark jobs (again to quit at once)", name)
-            stop.force = True
-        else:
-            raise KeyboardInterrupt
-
-    with handling_stop_signals(handler):
-        yield stop
 
 
 def _is_local(master: str) -> bool:

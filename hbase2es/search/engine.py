@@ -12,8 +12,8 @@ from typing import Any
 import elasticsearch
 from elasticsearch import Elasticsearch
 
-from .errors import ConfigError
-from .settings import ElasticsearchSettings
+from ..errors import ConfigError
+from ..settings import ElasticsearchSettings
 
 MAJOR = int(elasticsearch.__versionstr__.split(".")[0])
 
@@ -97,10 +97,6 @@ def mget(client: Elasticsearch, index: str, ids: list[str], *, source: bool = Fa
 
 def refresh(client: Elasticsearch, index: str) -> None:
     client.indices.refresh(index=index)
-
-
-def count(client: Elasticsearch, index: str) -> int:
-    return int(body(client.count(index=index))["count"])
 
 
 def error_type(exc: BaseException) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .ledger import Ledger
-from .timewindow import format_time
+from ..timewindow import format_time
 
 
 def ledger_status(path: str) -> dict:

@@ -14,22 +14,21 @@ way; past the deadline the slice fails with UnavailableError.
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from elasticsearch import Elasticsearch
 
-from . import es_compat
+from ..backoff import Backoff
+from ..errors import UnavailableError
+from . import engine
 from .chunking import Chunk, Chunker
-from .errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-BACKOFF_BASE_S = 0.5
-BACKOFF_CAP_S = 30.0
+# Full jitter: many workers retrying one busy cluster must not come back in step.
+BACKOFF = Backoff(base_s=0.5, cap_s=30.0, jitter=1.0)
 # Smaller responses: a bulk answer only needs each item's status and error.
 FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason"
 
@@ -54,24 +53,23 @@ class Rejection:
     item: bytes  # the two NDJSON lines that were sent
 
 
-def _backoff(attempt: int) -> float:
-    """Capped exponential backoff with full jitter, so retrying workers do not stampede."""
-    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** attempt))
-
-
 class BulkWriter:
     """Buffers NDJSON items and sends them in bulk requests bounded by count and bytes."""
 
     def __init__(self, client: Elasticsearch, *, max_docs: int, max_bytes: int,
                  retry_seconds: float = 300.0,
                  on_failure: Callable[[Rejection], None] | None = None,
+                 on_settled: Callable[[object], None] | None = None,
                  send: Callable[[bytes], dict] | None = None):
         self.client = client
         self.chunker = Chunker(max_docs, max_bytes)
         self.retry_seconds = retry_seconds
         self.on_failure = on_failure or (lambda rejection: None)
+        # Called with the key of a chunk's last item once every item of the chunk is
+        # indexed, stale or failed; chunks go out in order, so so is everything before it.
+        self.on_settled = on_settled or (lambda key: None)
         # The one HTTP call; a test may wrap it to inject per-item rejections.
-        self.send = send or (lambda payload: es_compat.bulk(client, payload,
+        self.send = send or (lambda payload: engine.bulk(client, payload,
                                                             filter_path=FILTER_PATH))
         self.counts = BulkCounts()
 
@@ -86,42 +84,41 @@ class BulkWriter:
             self._send_chunk(rest)
 
     def _send_chunk(self, chunk: Chunk) -> None:
-        deadline = time.monotonic() + self.retry_seconds
-        attempt = 0
+        last_key = chunk.keys[-1]
+        # One deadline for the chunk, shared by whole-request retries and item retries.
+        retry = BACKOFF.budget(seconds=self.retry_seconds)
         while chunk.items:
-            response = self._request(chunk, deadline)
+            response = self._request(chunk, retry)
             chunk = self._settle(chunk, response)
             if chunk.items:
-                if time.monotonic() >= deadline:
+                if not retry.failed():
                     raise UnavailableError(
                         f"Elasticsearch kept refusing {len(chunk)} documents as busy for "
                         f"{self.retry_seconds:.0f}s")
                 self.counts.retried += len(chunk)
-                time.sleep(_backoff(attempt))
-                attempt += 1
+                retry.wait()
+        self.on_settled(last_key)
 
-    def _request(self, chunk: Chunk, deadline: float) -> dict:
+    def _request(self, chunk: Chunk, retry) -> dict:
         """One bulk request, retried whole while the cluster is unreachable or busy."""
         payload = chunk.payload()
-        attempt = 0
         while True:
             try:
                 self.counts.requests += 1
                 return self.send(payload)
-            except es_compat.CONNECTION_ERRORS as exc:
+            except engine.CONNECTION_ERRORS as exc:
                 cause = f"{type(exc).__name__}: {exc}"
-            except es_compat.API_ERRORS as exc:
-                status = es_compat.status_of(exc)
+            except engine.API_ERRORS as exc:
+                status = engine.status_of(exc)
                 if status not in RETRY_STATUSES:
                     raise
                 cause = f"HTTP {status}"
-            if time.monotonic() >= deadline:
+            if not retry.failed():
                 raise UnavailableError(f"Elasticsearch bulk failed for {self.retry_seconds:.0f}s; "
                                        f"last error: {cause[:300]}")
-            delay = _backoff(attempt)
-            attempt += 1
+            delay = retry.next_delay()
             log.warning("bulk request failed (%s); retrying in %.1fs", cause[:200], delay)
-            time.sleep(delay)
+            retry.wait(delay)
 
     def _settle(self, chunk: Chunk, response: dict) -> Chunk:
         """Count a response's items; return the chunk of items to send again."""

@@ -11,7 +11,7 @@ import os
 
 import orjson
 
-from .timewindow import Slice, format_time
+from ..timewindow import Slice, format_time
 
 
 def dead_letter_record(row_key: bytes, slice_: Slice, stage: str, error_type: str, reason: str,

@@ -1,4 +1,4 @@
-"""``hbase2es verify``: prove that Elasticsearch holds a document for every row of a window.
+"""The check one worker runs for one slice of ``hbase2es verify`` (the parent is ``run.verify``).
 
 Each slice runs on the worker pool like an export: the worker scans the rows the slice
 exports (same time source, same row-time check), keeping only what it needs, and asks
@@ -20,25 +20,21 @@ newer one was written by a later slice and counts as present.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import orjson
-from tqdm import tqdm
 
-from . import es_compat
-from .errors import ExitCode, Hbase2esError
-from .hbase_reader import open_reader
-from .mapping import IndexTemplate, build_document, document_id
-from .pool import Progress as ProgressEvent
-from .settings import Settings
-from .timesource import time_source
-from .timewindow import Slice, format_time, split_window
-
-log = logging.getLogger(__name__)
+from ..errors import Hbase2esError
+from ..hbase import open_reader
+from ..indexname import IndexTemplate
+from ..mapping import build_document, document_id
+from ..search import engine
+from ..settings import Settings
+from ..timesource import time_source
+from ..timewindow import Slice
 
 MGET_BATCH = 1000
 MAX_EXAMPLES = 10  # keys and differences per slice that cross the pipe
@@ -105,7 +101,7 @@ class SliceVerifier:
         self.options = options
         self.reader = open_reader(settings.hbase)
         try:
-            self.client = es_compat.make_client(settings.elasticsearch)
+            self.client = engine.make_client(settings.elasticsearch)
         except BaseException:
             self.reader.close()
             raise
@@ -185,7 +181,7 @@ class SliceVerifier:
             by_index.setdefault(render(item[1]), []).append(item)
         for index, items in by_index.items():
             ids = [document_id(key) for key, _, _ in items]
-            response = es_compat.mget(self.client, index, ids, source=self.options.compare_fields)
+            response = engine.mget(self.client, index, ids, source=self.options.compare_fields)
             for (key, t, values), doc_id, doc in zip(items, ids, response["docs"]):
                 result.checked += 1
                 error = doc.get("error")
@@ -263,186 +259,3 @@ def close_verifier() -> None:
 def verify_slice(slice_: Slice, progress: Callable[[dict], None]) -> VerifySliceResult:
     """The function the pool runs for each slice."""
     return _verifier.run(slice_, progress)
-
-
-# --- the parent ----------------------------------------------------------------------
-
-TOTALS = ("rows", "checked", "present", "missing", "older", "compared", "differing")
-
-
-@dataclass
-class VerifyEntry:
-    slice: Slice
-    status: str = "pending"  # pending | done | failed | cancelled
-    result: VerifySliceResult | None = None
-    attempts: int = 0
-    error: str | None = None
-
-    def count(self, name: str) -> int:
-        return getattr(self.result, name) if self.result is not None else 0
-
-
-@dataclass
-class VerifyReport:
-    table: str
-    index: str
-    start_ms: int
-    end_ms: int
-    options: VerifyOptions
-    slices: list[VerifyEntry]
-    interrupted: bool = False
-    seconds: float = 0.0
-    exit_code: int = 0
-
-    def totals(self) -> dict[str, int]:
-        return {name: sum(e.count(name) for e in self.slices) for name in TOTALS}
-
-    def examples(self, name: str) -> list[str]:
-        out: list[str] = []
-        for e in self.slices:
-            if e.result is not None:
-                out.extend(getattr(e.result, name))
-        return out[:MAX_EXAMPLES]
-
-    def to_dict(self) -> dict:
-        slices = []
-        for e in self.slices:
-            entry = {"index": e.slice.index, "start": format_time(e.slice.start_ms),
-                     "end": format_time(e.slice.end_ms), "status": e.status,
-                     "attempts": e.attempts}
-            entry.update({name: e.count(name) for name in TOTALS})
-            if e.result is not None:
-                entry.update(missing_keys=e.result.missing_keys, older_keys=e.result.older_keys,
-                             seconds=e.result.seconds)
-                if self.options.compare_fields:
-                    entry["differences"] = e.result.differences
-            if e.error:
-                entry["error"] = e.error
-            slices.append(entry)
-        return {"table": self.table, "index": self.index,
-                "window": {"start": format_time(self.start_ms), "end": format_time(self.end_ms)},
-                "mode": "all rows" if self.options.sample is None else "sample",
-                "sample": self.options.sample, "compare_fields": self.options.compare_fields,
-                "slices": slices, "totals": self.totals(),
-                "missing_examples": self.examples("missing_keys"),
-                "older_examples": self.examples("older_keys"),
-                "difference_examples": self.examples("differences"),
-                "exit_code": int(self.exit_code), "interrupted": self.interrupted,
-                "seconds": round(self.seconds, 3)}
-
-
-def exit_code(report: VerifyReport) -> ExitCode:
-    if report.interrupted:
-        return ExitCode.INTERRUPTED
-    t = report.totals()
-    if any(e.status != "done" for e in report.slices) or t["missing"] or t["older"] \
-            or t["differing"]:
-        return ExitCode.FAILED
-    return ExitCode.OK
-
-
-def run_verify(settings: Settings, *, sample: int | None = None,
-               compare_fields: bool = False) -> VerifyReport:
-    """Check every slice of the window on the worker pool; the report carries the exit code."""
-    from .export import pool_outcomes, preflight  # the same checks, pool and Ctrl-C handling
-
-    started = time.monotonic()
-    options = VerifyOptions(sample=sample, compare_fields=compare_fields)
-    slices = split_window(settings.start_ms, settings.end_ms, settings.slice_ms)
-    report = VerifyReport(settings.hbase.table, settings.elasticsearch.index, settings.start_ms,
-                          settings.end_ms, options, [VerifyEntry(s) for s in slices])
-    preflight(settings)
-    run = settings.run
-    bar = tqdm(total=len(slices), unit="slice", dynamic_ncols=True, desc="verify",
-               disable=run.quiet or not _stderr_is_tty())
-    rows = 0
-
-    def on_event(event) -> None:
-        nonlocal rows
-        if isinstance(event, ProgressEvent):
-            rows += event.payload.get("rows", 0)
-            bar.set_postfix_str(f"{rows} rows", refresh=True)
-
-    try:
-        for outcome in pool_outcomes(settings, verify_slice, slices, on_event, report,
-                                     initializer=open_verifier, initargs=(settings, options),
-                                     finalizer=close_verifier):
-            entry = report.slices[outcome.index]
-            entry.attempts = outcome.attempts
-            if outcome.status == "ok":
-                entry.status, entry.result = "done", outcome.value
-            else:
-                entry.status = "failed" if outcome.status == "failed" else "cancelled"
-                if outcome.error is not None:
-                    entry.error = f"{outcome.error.type}: {outcome.error.message}"[:500]
-            bar.update(1)
-    finally:
-        bar.close()
-    report.seconds = time.monotonic() - started
-    report.exit_code = exit_code(report)
-    return report
-
-
-def _stderr_is_tty() -> bool:
-    import sys
-
-    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-
-
-def render_verify(data: dict) -> str:
-    """The table printed at the end of ``verify`` (from ``VerifyReport.to_dict()``)."""
-    compare = data["compare_fields"]
-    mode = ("every row checked" if data["sample"] is None else
-            f"SAMPLE: up to {data['sample']} random rows per slice checked, not every row")
-    lines = [f"verify {data['table']} -> {data['index']}, window [{data['window']['start']}, "
-             f"{data['window']['end']}), {len(data['slices'])} slices; {mode}"
-             + ("; fields compared" if compare else "")]
-    names = ["rows", "checked", "present", "missing", "older"]
-    if compare:
-        names += ["compared", "differing"]
-    head = ("slice", "status", *names, "seconds")
-    table = [head]
-    for s in data["slices"]:
-        table.append((f"{s['start']} .. {s['end']}", s["status"], *(str(s[n]) for n in names),
-                      f"{s.get('seconds', 0.0):.1f}"))
-    t = data["totals"]
-    table.append((f"total ({len(data['slices'])} slices)", "", *(str(t[n]) for n in names),
-                  f"{data['seconds']:.1f}"))
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-
-    def fmt(row):
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths)))
-
-    rule = "-" * len(fmt(head))
-    lines += [fmt(head), rule, *map(fmt, table[1:-1]), rule, fmt(table[-1])]
-    for s in data["slices"]:
-        if s.get("error"):
-            lines.append(f"slice {s['start']} .. {s['end']} {s['status']}: {s['error']}")
-    lines.extend(_problem_lines(data))
-    if data["exit_code"] == 0:
-        lines.append(f"OK: all {t['checked']} checked rows have their document"
-                     + (" with the same fields" if compare else ""))
-    return "\n".join(lines)
-
-
-def _problem_lines(data: dict) -> list[str]:
-    t = data["totals"]
-    lines = []
-    if t["missing"]:
-        lines.append(f"MISSING: {t['missing']} documents, e.g. "
-                     f"{', '.join(data['missing_examples'])}")
-    if t["older"]:
-        lines.append(f"OLDER: {t['older']} documents hold an older state of their row than "
-                     f"HBase, e.g. {', '.join(data['older_examples'])}")
-    if t["differing"]:
-        lines.append(f"DIFFERENT: {t['differing']} documents differ from their rows, e.g.:")
-        for d in data["difference_examples"]:
-            lines.append(f"  {d['id']}  {d['field']}: expected {d['expected']}, "
-                         f"actual {d['actual']}")
-    return lines
-
-
-def problem_summary(data: dict) -> str:
-    """One or more lines for stderr when ``--json`` owns stdout."""
-    return "\n".join(_problem_lines(data))

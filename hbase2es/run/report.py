@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import orjson
 from tqdm import tqdm
 
-from .timewindow import Slice, format_time
+from ..timewindow import Slice, format_time
+from .pieces import Checkpoint
 
 log = logging.getLogger("hbase2es")
 
@@ -23,7 +24,7 @@ class SliceReport:
     """One slice's line in the summary and the JSON report."""
 
     slice: Slice
-    status: str = "pending"  # pending | done | failed | skipped | cancelled
+    status: str = "pending"  # pending | running | done | failed | skipped | cancelled
     rows: int = 0
     indexed: int = 0
     stale: int = 0
@@ -32,16 +33,21 @@ class SliceReport:
     attempts: int = 0
     error: str | None = None
     skipped_fields: int = 0
+    resume: Checkpoint | None = None  # where --resume starts this slice (not reported)
+    resumed_after: int = 0  # rows a previous run had settled before this one resumed
+    rows_read: int = 0  # rows the scans returned, in the slice or not (read amplification)
 
     def to_dict(self) -> dict:
         out = {"index": self.slice.index, "start": format_time(self.slice.start_ms),
                "end": format_time(self.slice.end_ms), "rows": self.rows, "indexed": self.indexed,
                "stale": self.stale, "failed": self.failed, "seconds": self.seconds,
-               "status": self.status, "attempts": self.attempts}
+               "status": self.status, "attempts": self.attempts, "rows_read": self.rows_read}
         if self.error:
             out["error"] = self.error
         if self.skipped_fields:
             out["skipped_fields"] = self.skipped_fields
+        if self.resumed_after:
+            out["resumed_after_rows"] = self.resumed_after
         return out
 
 
@@ -51,15 +57,25 @@ class RunReport:
     exit_code: int = 0
     interrupted: bool = False
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
+    # What the parts around the pool did, each in its own section of the JSON report.
+    region_split: dict | None = None  # run.pieces: regions, tasks, pieces per slice
+    bulk_load: dict | None = None  # search.indexsetup: indices, previous settings, restored
+    bulk_load_restore_failed: list[str] = field(default_factory=list)  # curl commands
+    spark: dict | None = None  # run.spark: master, application id
 
     def totals(self) -> dict[str, int]:
         return {name: sum(getattr(s, name) for s in self.slices) for name in COUNTS}
 
     def to_dict(self) -> dict:
-        return {"slices": [s.to_dict() for s in self.slices], "totals": self.totals(),
-                "exit_code": int(self.exit_code), "interrupted": self.interrupted,
-                "seconds": round(self.seconds, 3), **self.extra}
+        out = {"slices": [s.to_dict() for s in self.slices], "totals": self.totals(),
+               "exit_code": int(self.exit_code), "interrupted": self.interrupted,
+               "seconds": round(self.seconds, 3)}
+        for name in ("region_split", "bulk_load", "spark"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.bulk_load_restore_failed:
+            out["bulk_load_restore_failed"] = self.bulk_load_restore_failed
+        return out
 
 
 class TqdmHandler(logging.Handler):
@@ -125,17 +141,10 @@ class Progress:
         self.bar.close()
 
 
-def summary_table(report: RunReport) -> str:
-    """The end-of-run table: one line per slice, then totals."""
-    head = ("slice", "status", "rows", "indexed", "stale", "failed", "seconds")
-    lines = [head]
-    for s in report.slices:
-        window = f"{format_time(s.slice.start_ms)} .. {format_time(s.slice.end_ms)}"
-        lines.append((window, s.status, str(s.rows), str(s.indexed), str(s.stale), str(s.failed),
-                      f"{s.seconds:.1f}"))
-    t = report.totals()
-    lines.append((f"total ({len(report.slices)} slices)", "", str(t["rows"]), str(t["indexed"]),
-                  str(t["stale"]), str(t["failed"]), f"{report.seconds:.1f}"))
+def render_table(head: tuple[str, ...], rows: list[tuple[str, ...]], total: tuple[str, ...]) -> str:
+    """A plain-text table: the first two columns left-aligned, numbers right-aligned,
+    rules around the body, the total line last. Export and verify print theirs with it."""
+    lines = [head, *rows, total]
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
 
     def fmt(row):
@@ -143,7 +152,23 @@ def summary_table(report: RunReport) -> str:
                          for i, (c, w) in enumerate(zip(row, widths)))
 
     rule = "-" * len(fmt(head))
-    return "\n".join([fmt(head), rule, *map(fmt, lines[1:-1]), rule, fmt(lines[-1])])
+    return "\n".join([fmt(head), rule, *map(fmt, rows), rule, fmt(total)])
+
+
+def slice_window(start_ms: int, end_ms: int) -> str:
+    return f"{format_time(start_ms)} .. {format_time(end_ms)}"
+
+
+def summary_table(report: RunReport) -> str:
+    """The end-of-run table: one line per slice, then totals."""
+    rows = [(slice_window(s.slice.start_ms, s.slice.end_ms), s.status, str(s.rows),
+             str(s.indexed), str(s.stale), str(s.failed), f"{s.seconds:.1f}")
+            for s in report.slices]
+    t = report.totals()
+    total = (f"total ({len(report.slices)} slices)", "", str(t["rows"]), str(t["indexed"]),
+             str(t["stale"]), str(t["failed"]), f"{report.seconds:.1f}")
+    return render_table(("slice", "status", "rows", "indexed", "stale", "failed", "seconds"),
+                        rows, total)
 
 
 def write_json(path: str, data: dict) -> None:

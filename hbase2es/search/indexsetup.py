@@ -17,16 +17,16 @@ import logging
 import os
 import shlex
 import signal
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from . import es_compat
-from .errors import ConfigError
-from .mapping import IndexTemplate
-from .settings import ElasticsearchSettings, Settings
-from .signals import handling_stop_signals
-from .timewindow import Slice
+from . import engine
+from ..backoff import Backoff
+from ..errors import ConfigError
+from ..indexname import IndexTemplate
+from ..settings import ElasticsearchSettings, Settings
+from ..signals import handling_stop_signals
+from ..timewindow import Slice
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ BULK_LOAD_SETTINGS = {"index.refresh_interval": "-1", "index.number_of_replicas"
 DEFAULT_TOTAL_FIELDS_LIMIT = 1000
 TOTAL_FIELDS_KEY = "index.mapping.total_fields.limit"
 RESTORE_ATTEMPTS = 3
+# Waits of about 0.5 s and 1 s between the attempts: the run is ending, a person waits.
+RESTORE_BACKOFF = Backoff(base_s=0.5, cap_s=2.0, jitter=0.2)
 
 
 def index_names(settings: Settings, slices: Iterable[Slice]) -> list[str]:
@@ -181,12 +183,12 @@ def create_indices(client, settings: Settings, names: list[str]) -> list[str]:
     es = settings.elasticsearch
     existing: dict[str, dict] = {}  # name as the run writes it -> its mappings
     for chunk in _chunks(names):
-        found = es_compat.get_mapping(client, ",".join(chunk))
+        found = engine.get_mapping(client, ",".join(chunk))
         for name in chunk:
             if name in found:
                 existing[name] = found[name]
-            elif es_compat.index_exists(client, name):  # an alias: check what it points to
-                existing[name] = next(iter(es_compat.get_mapping(client, name).values()), {})
+            elif engine.index_exists(client, name):  # an alias: check what it points to
+                existing[name] = next(iter(engine.get_mapping(client, name).values()), {})
     conflicts = [f"index {name}: {text}" for name, mappings in existing.items()
                  for text in mapping_conflicts(mappings, es.mappings)]
     if conflicts:
@@ -199,12 +201,12 @@ def create_indices(client, settings: Settings, names: list[str]) -> list[str]:
         if name in existing:
             continue
         try:
-            made = es_compat.create_index(client, name, es.index_settings, es.mappings)
-        except es_compat.CONNECTION_ERRORS:  # a subclass of the API errors in 7.x: exit 3
+            made = engine.create_index(client, name, es.index_settings, es.mappings)
+        except engine.CONNECTION_ERRORS:  # a subclass of the API errors in 7.x: exit 3
             raise
-        except es_compat.API_ERRORS as exc:
+        except engine.API_ERRORS as exc:
             raise ConfigError(f"elasticsearch.index_settings/mappings: Elasticsearch refused to "
-                              f"create index {name}: {es_compat.error_reason(exc)}") from None
+                              f"create index {name}: {engine.error_reason(exc)}") from None
         if made:
             created.append(name)
     if created:
@@ -217,7 +219,7 @@ def create_indices(client, settings: Settings, names: list[str]) -> list[str]:
 def _warn_existing_limits(client, settings: Settings, names: list[str]) -> None:
     fields = planned_fields(settings)
     for chunk in _chunks(names):
-        for name, flat in es_compat.get_settings(client, ",".join(chunk),
+        for name, flat in engine.get_settings(client, ",".join(chunk),
                                                  include_defaults=True).items():
             limit = int(flat.get(TOTAL_FIELDS_KEY, DEFAULT_TOTAL_FIELDS_LIMIT))
             warning = field_count_warning(fields, limit, f"index {name}")
@@ -240,7 +242,7 @@ def read_bulk_settings(client, names: list[str]) -> dict[str, dict]:
     """
     saved: dict[str, dict] = {}
     for chunk in _chunks(names):
-        for name, flat in es_compat.get_settings(client, ",".join(chunk)).items():
+        for name, flat in engine.get_settings(client, ",".join(chunk)).items():
             saved[name] = {key: flat.get(key) for key in BULK_LOAD_SETTINGS}
     return saved
 
@@ -287,28 +289,30 @@ def restore_bulk_settings(client, es: ElasticsearchSettings,
         values = dict(values)
         for chunk in _chunks(names):
             error = None
-            for attempt in range(RESTORE_ATTEMPTS):
+            retry = RESTORE_BACKOFF.budget(attempts=RESTORE_ATTEMPTS - 1)
+            while True:
                 try:
-                    es_compat.put_settings(client, ",".join(chunk), values)
+                    engine.put_settings(client, ",".join(chunk), values)
                     error = None
                     break
-                except (*es_compat.API_ERRORS, *es_compat.CONNECTION_ERRORS) as exc:
+                except (*engine.API_ERRORS, *engine.CONNECTION_ERRORS) as exc:
                     error = exc
-                    status = es_compat.status_of(exc)
+                    status = engine.status_of(exc)
                     if status is not None and 400 <= status < 429:  # asking again won't help
                         break
-                    if attempt + 1 < RESTORE_ATTEMPTS:
-                        time.sleep(0.5 * 2 ** attempt)
+                    if not retry.failed():
+                        break
+                    retry.wait()
             if error is not None:
                 command = restore_command(es, chunk, values)
                 log.error("could not restore the settings of %s (%s: %s); run by hand: %s",
-                          _show(chunk), type(error).__name__, es_compat.error_reason(error)[:200],
+                          _show(chunk), type(error).__name__, engine.error_reason(error)[:200],
                           command)
                 failed.append(command)
                 continue
             try:
-                es_compat.refresh(client, ",".join(chunk))
-            except (*es_compat.API_ERRORS, *es_compat.CONNECTION_ERRORS) as exc:
+                engine.refresh(client, ",".join(chunk))
+            except (*engine.API_ERRORS, *engine.CONNECTION_ERRORS) as exc:
                 log.warning("settings of %s restored, but the refresh failed (%s); documents "
                             "become searchable within the refresh interval", _show(chunk),
                             type(exc).__name__)
@@ -320,21 +324,22 @@ def bulk_load(client, settings: Settings, names: list[str], report=None):
     """Refresh off and no replicas on the existing ``names`` while the body runs.
 
     The previous values are read before anything changes and put back in ``finally``:
-    after a normal end, a failure or Ctrl-C. ``report.extra`` records what happened.
+    after a normal end, a failure or Ctrl-C. ``report.bulk_load`` records what happened.
     """
     es = settings.elasticsearch
     saved = read_bulk_settings(client, names)
-    absent = [n for n in names if n not in saved and not es_compat.index_exists(client, n)]
+    absent = [n for n in names if n not in saved and not engine.index_exists(client, n)]
     if absent:
         log.warning("--bulk-load: %s not exist yet, so Elasticsearch will create them with its "
                     "default settings (refresh and replicas on); add --create-index to have "
                     "them in bulk-load mode too: %s", "does" if len(absent) == 1 else "do",
                     _show(absent))
-    extra = report.extra if report is not None else {}
-    extra["bulk_load"] = {"indices": sorted(saved), "previous": saved}
+    record = {"indices": sorted(saved), "previous": saved}
+    if report is not None:
+        report.bulk_load = record
     try:
         for chunk in _chunks(sorted(saved)):
-            es_compat.put_settings(client, ",".join(chunk), BULK_LOAD_SETTINGS)
+            engine.put_settings(client, ",".join(chunk), BULK_LOAD_SETTINGS)
         if saved:
             log.info("bulk load: refresh_interval -1 and number_of_replicas 0 on %s until the "
                      "run ends", _show(sorted(saved)))
@@ -342,9 +347,9 @@ def bulk_load(client, settings: Settings, names: list[str], report=None):
     finally:
         with _signals_deferred():
             failed = restore_bulk_settings(client, es, saved)
-        extra["bulk_load"]["restored"] = not failed
-        if failed:
-            extra["bulk_load_restore_failed"] = failed
+        record["restored"] = not failed
+        if failed and report is not None:
+            report.bulk_load_restore_failed = failed
 
 
 @contextmanager
@@ -355,7 +360,7 @@ def prepared_indices(settings: Settings, slices: list[Slice], report=None):
         yield
         return
     names = index_names(settings, slices)
-    client = es_compat.make_client(settings.elasticsearch)
+    client = engine.make_client(settings.elasticsearch)
     try:
         if run.create_index:
             create_indices(client, settings, names)

@@ -12,6 +12,7 @@ kernel drops it when its holder dies, so a killed run never blocks the next one.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from .errors import ConfigError, ExitCode, Hbase2esError
+from ..errors import ConfigError, ExitCode, Hbase2esError
+from .pieces import Checkpoint
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS job (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,6 +38,7 @@ CREATE TABLE IF NOT EXISTS slices (
     attempts INTEGER NOT NULL DEFAULT 0,
     last_row_key BLOB,
     error TEXT,
+    checkpoint TEXT,
     started_at REAL,
     finished_at REAL,
     PRIMARY KEY (start_ms, end_ms)
@@ -43,6 +46,9 @@ CREATE TABLE IF NOT EXISTS slices (
 """
 
 STATUSES = ("pending", "running", "done", "failed")
+LEDGER_TABLES = {"job", "slices"}
+# Columns added after the first release, with their SQL type: older ledgers get them.
+ADDED_COLUMNS = {"checkpoint": "TEXT"}
 
 
 class LedgerLocked(Hbase2esError):
@@ -61,6 +67,26 @@ class LedgerSlice:
     attempts: int
     last_row_key: bytes | None
     error: str | None
+
+
+def job_definition(settings) -> dict:
+    """What determines the documents a job writes; a ledger belongs to exactly one."""
+    window = dataclasses.asdict(settings.window)
+    for key in ("start", "end", "slice"):  # the same job may be cut and extended freely
+        window.pop(key, None)
+    mapping = settings.mapping
+    return {
+        "table": settings.hbase.table,
+        "index": settings.elasticsearch.index,
+        "window": window,
+        "mapping": {
+            "columns": [[c.column.decode("utf-8", "backslashreplace"), c.field, c.type]
+                        for c in mapping.columns],
+            "unmapped": mapping.unmapped, "rowkey_field": mapping.rowkey_field,
+            "timestamp_field": mapping.timestamp_field,
+            "on_decode_error": mapping.on_decode_error,
+        },
+    }
 
 
 def job_identity(definition: dict) -> str:
@@ -83,13 +109,33 @@ class Ledger:
                 self.db.execute("SELECT 1 FROM slices LIMIT 1")  # a ledger, not any SQLite file
                 return
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._refuse_foreign_database()
             self.db.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL survives a killed process; only a power cut may lose the last commit.
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            self._add_missing_columns()
         except sqlite3.Error as exc:
             self.close()
             raise ConfigError(f"cannot open ledger {path}: {exc}") from None
+        except ConfigError:
+            self.close()
+            raise
+
+    def _refuse_foreign_database(self) -> None:
+        """A SQLite file with tables of its own is somebody else's database: never add ours."""
+        tables = {name for (name,) in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and not LEDGER_TABLES <= tables:
+            shown = ", ".join(sorted(tables)[:5])
+            raise ConfigError(f"--ledger {self.path} is a SQLite database but not a ledger "
+                              f"(it has tables {shown}); give a new file or a ledger")
+
+    def _add_missing_columns(self) -> None:
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(slices)")}
+        for name, kind in ADDED_COLUMNS.items():
+            if name not in have:
+                self.db.execute(f"ALTER TABLE slices ADD COLUMN {name} {kind}")
 
     # ------------------------------------------------------------------ lock
 
@@ -168,9 +214,22 @@ class Ledger:
             "status = 'running', attempts = attempts + 1, started_at = excluded.started_at, "
             "error = NULL", (start_ms, end_ms, time.time()))
 
-    def mark_progress(self, start_ms: int, end_ms: int, last_row_key: bytes) -> None:
-        self.db.execute("UPDATE slices SET last_row_key = ? WHERE start_ms = ? AND end_ms = ?",
-                        (last_row_key, start_ms, end_ms))
+    def mark_progress(self, start_ms: int, end_ms: int, checkpoint: Checkpoint) -> None:
+        """Every row of the slice up to ``checkpoint.last_key`` is settled, with these counts."""
+        counts = {k: getattr(checkpoint, k)
+                  for k in ("rows", "indexed", "stale", "failed", "skipped_fields")}
+        self.db.execute("UPDATE slices SET last_row_key = ?, checkpoint = ? "
+                        "WHERE start_ms = ? AND end_ms = ?",
+                        (checkpoint.last_key, orjson.dumps(counts).decode(), start_ms, end_ms))
+
+    def checkpoints(self) -> dict[tuple[int, int], Checkpoint]:
+        """Where each slice that is not done got to, for ``--resume`` to start after."""
+        out = {}
+        for start, end, key, counts in self.db.execute(
+                "SELECT start_ms, end_ms, last_row_key, checkpoint FROM slices "
+                "WHERE status != 'done' AND last_row_key IS NOT NULL AND checkpoint IS NOT NULL"):
+            out[(start, end)] = Checkpoint(bytes(key), **orjson.loads(counts))
+        return out
 
     def mark_finished(self, start_ms: int, end_ms: int, status: str, *, rows: int = 0,
                       indexed: int = 0, stale: int = 0, failed: int = 0,
@@ -181,7 +240,10 @@ class Ledger:
             "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (start_ms, end_ms) DO "
             "UPDATE SET status = excluded.status, rows = excluded.rows, "
             "indexed = excluded.indexed, stale = excluded.stale, failed = excluded.failed, "
-            "error = excluded.error, finished_at = excluded.finished_at",
+            "error = excluded.error, finished_at = excluded.finished_at, "
+            # A done slice has no resume point; any other keeps its checkpoint.
+            "last_row_key = CASE WHEN excluded.status = 'done' THEN NULL ELSE last_row_key END, "
+            "checkpoint = CASE WHEN excluded.status = 'done' THEN NULL ELSE checkpoint END",
             (start_ms, end_ms, status, rows, indexed, stale, failed, error, time.time()))
 
     def watermark(self, origin_ms: int) -> int:

@@ -1,0 +1,272 @@
+"""The one job a worker (or a Spark task) runs: export one slice, return its counts.
+
+A worker opens its HBase reader and Elasticsearch client once (``open_worker``), then
+for every slice it is handed streams rows from its own scanner straight into bulk
+requests. Documents never leave the process; only a SliceResult and small progress
+messages go back to the parent.
+
+Checkpoints. Each time a bulk has settled (every document in it indexed, stale or a
+counted failure), the progress message carries a checkpoint: the last row key of that
+bulk and the slice's counts up to it. Bulks go out in key order, so every row up to that
+key is settled. The parent writes it to the ledger, and ``--resume`` starts the slice
+just after that key with those counts, so rows read before and after a cut are each
+counted once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from ..errors import Hbase2esError
+from ..hbase import open_reader
+from ..indexname import IndexTemplate
+from ..mapping import DecodeError, build_document, document_id
+from ..search import engine
+from ..search.chunking import index_action
+from ..search.deadletter import DeadLetterFile, dead_letter_record
+from ..search.writer import BulkWriter, Rejection
+from ..settings import Settings
+from ..timesource import time_source
+from ..timewindow import Slice
+from .pieces import Checkpoint, SliceTask, clip_scan
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_ROWS = 2048
+PROGRESS_EVERY_S = 0.5
+MAX_KEY_IN_MESSAGE = 1024  # progress messages stay small: longer keys get no checkpoint
+
+
+@dataclass
+class SliceResult:
+    """Counts of one slice, small enough to cross the result pipe."""
+
+    index: int
+    start_ms: int
+    end_ms: int
+    rows: int = 0  # rows of the slice: each became a document or a failure
+    indexed: int = 0
+    stale: int = 0  # refused because the index holds a newer state of the row
+    failed: int = 0
+    skipped_fields: int = 0  # values left out under on_decode_error = skip-field
+    rows_read: int = 0  # rows the server returned, including those older than the slice
+    seconds: float = 0.0
+    resumed_after: int = 0  # rows of the counts above that an earlier run had settled
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """What the writer carries per document: its row, and the slice's counts at that row."""
+
+    key: bytes
+    rows: int
+    decode_failed: int
+    skipped_fields: int
+
+
+class _SliceCounts:
+    """The running counts of one slice attempt, and the checkpoints it sends."""
+
+    def __init__(self, base: Checkpoint | None, progress: Callable[[dict], None] | None):
+        self.base = base or Checkpoint(b"")
+        self.progress = progress
+        self.rows = 0
+        self.decode_failed = 0  # rows dead-lettered before reaching the writer
+        self.skipped_fields = 0  # on_decode_error = skip-field: counted and logged, not silent
+        self.sent = (0, 0)  # rows and indexed already reported as progress
+        self.last_report = time.monotonic()
+        self.writer: BulkWriter | None = None
+
+    def mark(self, key: bytes) -> _Mark:
+        return _Mark(key, self.rows, self.decode_failed, self.skipped_fields)
+
+    def settled(self, mark: _Mark) -> None:
+        """The writer's on_settled: send a checkpoint at the bulk's last row."""
+        if self.progress is None or len(mark.key) > MAX_KEY_IN_MESSAGE:
+            return
+        c, b = self.writer.counts, self.base
+        checkpoint = Checkpoint(mark.key, b.rows + mark.rows, b.indexed + c.indexed,
+                                b.stale + c.stale, b.failed + c.failed + mark.decode_failed,
+                                b.skipped_fields + mark.skipped_fields)
+        self.report(checkpoint)
+
+    def maybe_report(self) -> None:
+        if self.progress is not None and self.rows % PROGRESS_EVERY_ROWS == 0:
+            if time.monotonic() - self.last_report >= PROGRESS_EVERY_S:
+                self.report(None)
+
+    def report(self, checkpoint: Checkpoint | None) -> None:
+        """Send what changed since the last message, so the parent can simply add."""
+        if self.progress is None:
+            return
+        indexed = self.writer.counts.indexed
+        if (self.rows, indexed) == self.sent and checkpoint is None:
+            return
+        self.progress({"rows": self.rows - self.sent[0], "indexed": indexed - self.sent[1],
+                       "checkpoint": asdict(checkpoint) if checkpoint is not None else None})
+        self.sent = (self.rows, indexed)
+        self.last_report = time.monotonic()
+
+
+class SliceExporter:
+    """The per-process resources and the export loop."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.reader = open_reader(settings.hbase)
+        try:
+            self.client = engine.make_client(settings.elasticsearch)
+            self.dead_letters = (DeadLetterFile(settings.run.dead_letter)
+                                 if settings.run.dead_letter else None)
+        except BaseException:
+            self.reader.close()
+            raise
+        self.template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
+        self.source = time_source(settings.window)
+
+    def close(self) -> None:
+        self.reader.close()
+        if self.dead_letters is not None:
+            self.dead_letters.close()
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _scans(self, task: SliceTask) -> list:
+        """The slice's scans in key order, clipped to the task's key range and its resume
+        point (keys after ``resume.last_key``)."""
+        scans = sorted(self.source.scans(task.slice), key=lambda spec: spec.row_start)
+        if task.key_range is not None:
+            scans = [c for c in (clip_scan(spec, *task.key_range) for spec in scans)
+                     if c is not None]
+        if task.resume is not None:
+            after = task.resume.last_key + b"\x00"  # the first key a resumed scan may read
+            scans = [spec for spec in scans if not spec.row_stop or spec.row_stop > after]
+        return scans
+
+    def run(self, task: Slice | SliceTask, progress: Callable[[dict], None] | None = None
+            ) -> SliceResult:
+        """Export the rows of a slice, a region piece of one, or a resumed slice."""
+        started = time.monotonic()
+        task = task if isinstance(task, SliceTask) else SliceTask(task)
+        slice_ = task.slice
+        es = self.settings.elasticsearch
+        counts = _SliceCounts(task.resume, progress)
+
+        def rejected(rejection: Rejection) -> None:
+            self._dead_letter(rejection.key.key, slice_, "index", rejection.error_type or
+                              f"HTTP {rejection.status}", rejection.reason, rejection.item)
+
+        writer = BulkWriter(self.client, max_docs=es.bulk_docs, max_bytes=es.bulk_bytes,
+                            retry_seconds=es.retry_seconds, on_failure=rejected,
+                            on_settled=counts.settled)
+        counts.writer = writer
+        rows_read_before = self.reader.rows_read
+        after = task.resume.last_key if task.resume is not None else None
+        for spec in self._scans(task):
+            self._export_scan(spec, slice_, after, writer, counts)
+        writer.flush()
+        return self._result(task, counts, started, self.reader.rows_read - rows_read_before)
+
+    def _export_scan(self, spec, slice_: Slice, after: bytes | None, writer: BulkWriter,
+                     counts: _SliceCounts) -> None:
+        mapping = self.settings.mapping
+        drop_on_decode = mapping.on_decode_error == "dead-letter"
+        render, row_time = self.template.render, self.source.row_time
+        start_ms, end_ms = slice_.start_ms, slice_.end_ms
+        for key, values, newest in self.reader.scan(**spec.scan_kwargs(), after=after):
+            t = row_time(key, values, newest)
+            if t < start_ms or t >= end_ms:
+                continue
+            counts.rows += 1
+            try:
+                document, errors = build_document(key, values, t, mapping)
+            except DecodeError as exc:
+                raise Hbase2esError(f"row {key!r}: {exc} (mapping.on_decode_error = fail)") \
+                    from None
+            if errors:
+                if drop_on_decode:
+                    counts.decode_failed += 1
+                    self._dead_letter(key, slice_, "decode", "DecodeError",
+                                      "; ".join(str(e) for e in errors), document)
+                    continue
+                counts.skipped_fields += len(errors)
+            writer.add(index_action(render(t), document_id(key), t, document), counts.mark(key))
+            counts.maybe_report()
+
+    def _result(self, task: SliceTask, counts: _SliceCounts, started: float,
+                rows_read: int) -> SliceResult:
+        c, base = counts.writer.counts, counts.base
+        failed = c.failed + counts.decode_failed
+        # Every row of the slice ends as indexed, stale or a counted failure: a row that is
+        # none of these would be a document lost without a trace, so the slice is not done.
+        accounted = c.indexed + c.stale + failed
+        if accounted != counts.rows:
+            raise Hbase2esError(f"slice {task.slice}: {counts.rows} rows read but only "
+                                f"{accounted} indexed, stale or failed; the slice is not done")
+        counts.report(None)
+        s = task.slice
+        return SliceResult(
+            s.index, s.start_ms, s.end_ms, rows=base.rows + counts.rows,
+            indexed=base.indexed + c.indexed, stale=base.stale + c.stale,
+            failed=base.failed + failed, skipped_fields=base.skipped_fields + counts.skipped_fields,
+            rows_read=rows_read, seconds=round(time.monotonic() - started, 3),
+            resumed_after=base.rows)
+
+    def _dead_letter(self, key: bytes, slice_: Slice, stage: str, error_type: str, reason: str,
+                     document) -> None:
+        if self.dead_letters is not None:
+            self.dead_letters.write(dead_letter_record(key, slice_, stage, error_type, reason,
+                                                       document))
+        else:
+            log.warning("slice %s: row %r not indexed (%s: %s); give --dead-letter FILE to keep "
+                        "such rows", slice_, key[:100], error_type, reason[:200])
+
+
+# One exporter per worker process, opened by the pool's initializer.
+_exporter: SliceExporter | None = None
+
+
+def open_worker(settings: Settings) -> None:
+    """Pool initializer: open this process's HBase connection and Elasticsearch client."""
+    global _exporter
+    # A spawned worker starts with logging unset; its warnings (a scan reopened, a bulk
+    # retried) go to the run's stderr, marked with the worker's PID.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s [worker %(process)d] %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger("hbase2es")
+    root.handlers[:] = [handler]
+    root.setLevel(settings.run.log_level.upper())
+    root.propagate = False
+    _exporter = SliceExporter(settings)
+
+
+def close_worker() -> None:
+    """Pool finalizer."""
+    global _exporter
+    if _exporter is not None:
+        _exporter.close()
+        _exporter = None
+
+
+def export_slice(task: Slice | SliceTask, progress: Callable[[dict], None]) -> SliceResult:
+    """The function the pool runs for each slice, region piece or resumed slice."""
+    return _exporter.run(task, progress)
+
+
+def run_slice(task: Slice | SliceTask, settings: Settings,
+              progress: Callable[[dict], None] | None = None) -> SliceResult:
+    """Export one slice task with resources of its own (for other executors)."""
+    exporter = SliceExporter(settings)
+    try:
+        return exporter.run(task, progress)
+    finally:
+        exporter.close()
