@@ -14,13 +14,22 @@ import traceback
 
 import click
 import orjson
+from click.core import ParameterSource
 
 from . import __version__
 from .errors import ConfigError, ExitCode, Hbase2esError
 from .run.report import setup_logging, summary_table, write_json
-from .settings import Settings, load_settings
+from .settings import EXECUTORS, LOG_LEVELS, Settings, load_settings, parse_bool
 
 log = logging.getLogger("hbase2es")
+
+# Sources that mean "the user said so": only these reach Settings, so a click default can
+# never hide the TOML file, and an explicit false or 0 is not mistaken for "not given".
+GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+# Parameter name -> the Settings key (or keys, for a value click splits) it sets.
+# Filled by _setting() as the options are declared, so the two cannot drift apart.
+SETTING_OF: dict[str, str | tuple[str, ...]] = {}
 
 
 def _env(name: str) -> str:
@@ -49,75 +58,94 @@ def _spark_conf_pairs(ctx, param, values):
     return conf
 
 
+class Switch(click.types.BoolParamType):
+    """A ``--x/--no-x`` value: the flags give a bool, HBASE2ES_X one of BOOLEAN_WORDS."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, bool):
+            return value
+        try:
+            return parse_bool(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _setting(key: str | tuple[str, ...], *decls: str, name: str, **attrs):
+    """An option that sets Settings ``key``, also from HBASE2ES_<NAME>; no click default."""
+    SETTING_OF[name] = key
+    attrs.setdefault("envvar", _env(name))
+    return click.option(*decls, name, default=None, **attrs)
+
+
+def _switch(name: str, help: str):
+    """A boolean setting ``run.<name>`` as ``--x/--no-x``, so the flag or env can say no."""
+    flag = name.replace("_", "-")
+    return _setting(f"run.{name}", f"--{flag}/--no-{flag}", name=name, type=Switch(), help=help)
+
+
+def _options(*options):
+    """Several options as one decorator, listed in --help in the order given."""
+    def apply(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return apply
+
+
 # Options shared by every command that selects a table, an index and a window.
-SELECTION_OPTIONS = [
+selection_options = _options(
     click.option("--config", "config", type=click.Path(dir_okay=False), envvar=_env("config"),
                  help="TOML config file (flags and HBASE2ES_* env vars override it)."),
-    click.option("--hbase", callback=_hbase_address, envvar=_env("hbase"), metavar="HOST:PORT",
-                 help="HBase Thrift1 server."),
-    click.option("--table", envvar=_env("table"), help="HBase table to export."),
-    click.option("--es", "es_hosts", multiple=True, envvar=_env("es"), metavar="URL",
-                 help="Elasticsearch URL; repeat for several nodes."),
-    click.option("--index", envvar=_env("index"), metavar="TEMPLATE",
-                 help="Index name or template such as 'events-{time:%Y.%m.%d}'."),
-    click.option("--start", envvar=_env("start"), metavar="TIME",
-                 help="Window start (inclusive): ISO-8601, date, epoch ms or now-2h."),
-    click.option("--end", envvar=_env("end"), metavar="TIME",
-                 help="Window end (exclusive): same forms as --start."),
-    click.option("--slice", "slice_", envvar=_env("slice"), metavar="DURATION",
-                 help="Slice length such as 15m, 1h, 1d."),
-    click.option("--tz", envvar=_env("tz"), metavar="ZONE",
-                 help="Zone for dates without offset and for index names (default UTC)."),
-    click.option("--log-level", envvar=_env("log_level"),
-                 type=click.Choice(["debug", "info", "warning", "error"]),
-                 help="Log verbosity; debug also shows tracebacks."),
-]
+    _setting(("hbase.host", "hbase.port"), "--hbase", name="hbase", callback=_hbase_address,
+             metavar="HOST:PORT", help="HBase Thrift1 server."),
+    _setting("hbase.table", "--table", name="table", help="HBase table to export."),
+    _setting("elasticsearch.hosts", "--es", name="es_hosts", envvar=_env("es"), multiple=True,
+             metavar="URL", help="Elasticsearch URL; repeat for several nodes."),
+    _setting("elasticsearch.index", "--index", name="index", metavar="TEMPLATE",
+             help="Index name or template such as 'events-{time:%Y.%m.%d}'."),
+    _setting("window.start", "--start", name="start", metavar="TIME",
+             help="Window start (inclusive): ISO-8601, date, epoch ms or now-2h."),
+    _setting("window.end", "--end", name="end", metavar="TIME",
+             help="Window end (exclusive): same forms as --start."),
+    _setting("window.slice", "--slice", name="slice_", envvar=_env("slice"), metavar="DURATION",
+             help="Slice length such as 15m, 1h, 1d."),
+    _setting("window.tz", "--tz", name="tz", metavar="ZONE",
+             help="Zone for dates without offset and for index names (default UTC)."),
+    _setting("run.log_level", "--log-level", name="log_level", type=click.Choice(LOG_LEVELS),
+             help="Log verbosity; debug also shows tracebacks."),
+)
+
+# Options of more than one command, declared once.
+WORKERS = _setting("run.workers", "--workers", name="workers", type=click.IntRange(min=1),
+                   help="Worker processes, each with its own HBase and Elasticsearch connection.")
+REPORT = _setting("run.report", "--report", name="report", type=click.Path(dir_okay=False),
+                  help="Write the result as a JSON report (every slice and the totals) to "
+                       "this file.")
+AS_JSON = click.option("--json", "as_json", is_flag=True,
+                       help="Print the result as JSON instead of text.")
+SPLIT_BY_REGION = _switch(
+    "split_by_region",
+    "Run each slice as one task per table region it touches, so several workers share "
+    "a big slice (default: on for time_source = rowkey, off otherwise).")
 
 
-SPLIT_BY_REGION = click.option(
-    "--split-by-region/--no-split-by-region", "split_by_region", default=None,
-    envvar=_env("split_by_region"),
-    help="Run each slice as one task per table region it touches, so several workers share "
-         "a big slice (default: on for time_source = rowkey, off otherwise).")
+def build_settings(ctx: click.Context, *, need_window: bool = True) -> Settings:
+    """What the user gave (flag, else env, as click resolved it) over the file over defaults.
 
-
-def selection_options(fn):
-    for option in reversed(SELECTION_OPTIONS):
-        fn = option(fn)
-    return fn
-
-
-def build_settings(params: dict, *, need_window: bool = True) -> Settings:
-    """Flags and env (already merged by click) over the config file over defaults."""
-    hbase = params.get("hbase")
-    overrides = {
-        "hbase.host": hbase[0] if hbase else None,
-        "hbase.port": hbase[1] if hbase else None,
-        "hbase.table": params.get("table"),
-        "elasticsearch.hosts": list(params["es_hosts"]) if params.get("es_hosts") else None,
-        "elasticsearch.index": params.get("index"),
-        "window.start": params.get("start"),
-        "window.end": params.get("end"),
-        "window.slice": params.get("slice_"),
-        "window.tz": params.get("tz"),
-        "run.log_level": params.get("log_level"),
-        "run.workers": params.get("workers"),
-        "run.report": params.get("report"),
-        "run.quiet": params.get("quiet") or None,
-        "run.dead_letter": params.get("dead_letter"),
-        "run.max_errors": params.get("max_errors"),
-        "run.ledger": params.get("ledger"),
-        "run.resume": params.get("resume") or None,
-        "run.incremental": params.get("incremental") or None,
-        "run.create_index": params.get("create_index") or None,
-        "run.bulk_load": params.get("bulk_load") or None,
-        "run.split_by_region": params.get("split_by_region"),
-        "run.executor": params.get("executor"),
-        "spark.master": params.get("spark_master"),
-        "spark.conf": params.get("spark_conf"),
-    }
-    settings = load_settings(params.get("config"), overrides, now_ms=int(time.time() * 1000),
-                             need_window=need_window)
+    A parameter counts only when its source is the command line or the environment, so
+    ``--no-resume`` or ``HBASE2ES_RESUME=false`` beats ``resume = true`` in the file.
+    """
+    overrides: dict[str, object] = {}
+    for name, key in SETTING_OF.items():
+        if name not in ctx.params or ctx.get_parameter_source(name) not in GIVEN:
+            continue
+        value = ctx.params[name]
+        if isinstance(key, tuple):  # one flag, several keys: --hbase HOST:PORT
+            overrides.update(zip(key, value))
+        else:
+            overrides[key] = value
+    settings = load_settings(ctx.params.get("config"), overrides,
+                             now_ms=int(time.time() * 1000), need_window=need_window)
     setup_logging(settings.run.log_level)
     return settings
 
@@ -137,6 +165,12 @@ class Hbase2esGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.BadParameter as exc:
+            envvar = _from_environment(exc)
+            if envvar is None:  # a bad flag: click's usage text shows the command's form
+                raise
+            flags = "/".join([*exc.param.opts, *exc.param.secondary_opts])
+            _fail(ctx, f"{envvar} (for {flags}): {exc.message.rstrip('.')}", ExitCode.USAGE)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Hbase2esError as exc:
@@ -146,6 +180,19 @@ class Hbase2esGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - the one place that maps everything
             code, message = _classify(exc)
             _fail(ctx, message, code)
+
+
+def _from_environment(exc: click.BadParameter) -> str | None:
+    """The variable a bad value came from, or None when it came from the command line.
+
+    A usage screen would point at a flag the user never typed; one line names the variable.
+    """
+    param, sub = exc.param, exc.ctx
+    if param is None or sub is None or not isinstance(param.envvar, str):
+        return None
+    if sub.get_parameter_source(param.name) != ParameterSource.ENVIRONMENT:
+        return None
+    return param.envvar
 
 
 def _classify(exc: Exception) -> tuple[ExitCode, str]:
@@ -177,44 +224,40 @@ def cli():
 
 @cli.command()
 @selection_options
-@click.option("--workers", type=click.IntRange(min=1), envvar=_env("workers"),
-              help="Worker processes, each with its own HBase and Elasticsearch connection.")
-@click.option("--report", type=click.Path(dir_okay=False), envvar=_env("report"),
-              help="Write a JSON report of every slice and the totals to this file.")
-@click.option("--dead-letter", type=click.Path(dir_okay=False), envvar=_env("dead_letter"),
-              help="Append rows that could not be indexed to this NDJSON file.")
-@click.option("--max-errors", type=click.IntRange(min=0), envvar=_env("max_errors"),
-              help="Failed documents tolerated before the exit code is 1 (default 0).")
-@click.option("--quiet", is_flag=True, default=None, envvar=_env("quiet"),
-              help="No progress bar: one log line per finished slice.")
-@click.option("--ledger", type=click.Path(dir_okay=False), envvar=_env("ledger"),
-              help="SQLite file recording every slice of this job (for --resume, --incremental).")
-@click.option("--resume", is_flag=True, default=None, envvar=_env("resume"),
-              help="Skip slices the ledger has as done.")
-@click.option("--incremental", is_flag=True, default=None, envvar=_env("incremental"),
-              help="Start at the ledger's watermark: export only what is new (for cron).")
-@click.option("--create-index", is_flag=True, default=None, envvar=_env("create_index"),
-              help="Create missing indices with [elasticsearch] index_settings and mappings; "
-                   "stop before writing when an existing index's mapping conflicts.")
-@click.option("--bulk-load", is_flag=True, default=None, envvar=_env("bulk_load"),
-              help="No refresh and no replicas while writing; the previous settings are put "
-                   "back when the run ends, also after a failure or Ctrl-C.")
+@WORKERS
+@REPORT
+@_setting("run.dead_letter", "--dead-letter", name="dead_letter",
+          type=click.Path(dir_okay=False),
+          help="Append rows that could not be indexed to this NDJSON file.")
+@_setting("run.max_errors", "--max-errors", name="max_errors", type=click.IntRange(min=0),
+          help="Failed documents tolerated before the exit code is 1 (default 0).")
+@_switch("quiet", "No progress bar: one log line per finished slice.")
+@_setting("run.ledger", "--ledger", name="ledger", type=click.Path(dir_okay=False),
+          help="SQLite file recording every slice of this job (for --resume, --incremental).")
+@_switch("resume", "Skip slices the ledger has as done.")
+@_switch("incremental", "Start at the ledger's watermark: export only what is new (for cron).")
+@_switch("create_index",
+         "Create missing indices with [elasticsearch] index_settings and mappings; "
+         "stop before writing when an existing index's mapping conflicts.")
+@_switch("bulk_load",
+         "No refresh and no replicas while writing; the previous settings are put "
+         "back when the run ends, also after a failure or Ctrl-C.")
 @SPLIT_BY_REGION
-@click.option("--executor", type=click.Choice(["local", "spark"]), envvar=_env("executor"),
-              help="Where slices run: our own worker processes (local, the default) or Spark "
-                   "tasks (needs pip install 'hbase2es[spark]').")
-@click.option("--spark-master", envvar=_env("spark_master"), metavar="URL",
-              help="Spark master for --executor spark: local[N], local[N,MAX_FAILURES], yarn, "
-                   "spark://HOST:PORT, k8s://... (default: spark-submit's, else local[*]).")
-@click.option("--spark-conf", multiple=True, callback=_spark_conf_pairs,
-              envvar=_env("spark_conf"), metavar="KEY=VALUE",
-              help="A Spark property for --executor spark, e.g. spark.executor.memory=2g; "
-                   "repeat for several.")
+@_setting("run.executor", "--executor", name="executor", type=click.Choice(EXECUTORS),
+          help="Where slices run: our own worker processes (local, the default) or Spark "
+               "tasks (needs pip install 'hbase2es[spark]').")
+@_setting("spark.master", "--spark-master", name="spark_master", metavar="URL",
+          help="Spark master for --executor spark: local[N], local[N,MAX_FAILURES], yarn, "
+               "spark://HOST:PORT, k8s://... (default: spark-submit's, else local[*]).")
+@_setting("spark.conf", "--spark-conf", name="spark_conf", multiple=True,
+          callback=_spark_conf_pairs, metavar="KEY=VALUE",
+          help="A Spark property for --executor spark, e.g. spark.executor.memory=2g; "
+               "repeat for several.")
 def export(**params):
     """Export the rows of a time window from HBase into Elasticsearch."""
     from .run.export import run_export
 
-    settings = build_settings(params)
+    settings = build_settings(click.get_current_context())
     _check_output_dirs(settings)
     if settings.run.executor == "spark":  # missing pyspark: exit 2 before any server is asked
         from .run.spark import require_pyspark
@@ -231,7 +274,8 @@ def export(**params):
 
 @cli.command()
 @selection_options
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@AS_JSON
+# --sample of plan and of verify share a name, not a meaning: documents vs. rows per slice.
 @click.option("--sample", type=click.IntRange(min=1), metavar="N",
               help="Also print N documents built from the first non-empty slice.")
 @SPLIT_BY_REGION
@@ -241,7 +285,7 @@ def plan(as_json: bool, sample: int | None, **params):
     from .run.plan import describe_plan
     from .run.preview import render_plan, sample_documents
 
-    settings = build_settings(params)
+    settings = build_settings(click.get_current_context())
     # Region pieces need the table's regions. Only an explicit --split-by-region (or
     # [run] split_by_region = true) asks HBase for them, so a plain plan stays offline.
     regions = table_regions(settings.hbase) if settings.run.split_by_region else None
@@ -259,21 +303,19 @@ def plan(as_json: bool, sample: int | None, **params):
 
 @cli.command()
 @selection_options
-@click.option("--workers", type=click.IntRange(min=1), envvar=_env("workers"),
-              help="Worker processes, each with its own HBase and Elasticsearch connection.")
+@WORKERS
 @click.option("--sample", type=click.IntRange(min=1), metavar="N",
               help="Check a random sample of N rows per slice instead of every row.")
 @click.option("--compare-fields", is_flag=True,
               help="Also rebuild each checked row's document and compare it field by field "
                    "with the stored _source (reads whole rows).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--report", type=click.Path(dir_okay=False), envvar=_env("report"),
-              help="Write the result as JSON to this file.")
+@AS_JSON
+@REPORT
 def verify(sample: int | None, compare_fields: bool, as_json: bool, **params):
     """Check that every row of the window has its document in Elasticsearch (exit 1 if not)."""
     from .run.verify import problem_summary, render_verify, run_verify
 
-    settings = build_settings(params)
+    settings = build_settings(click.get_current_context())
     _check_output_dirs(settings)
     data = run_verify(settings, sample=sample, compare_fields=compare_fields).to_dict()
     if as_json:
@@ -290,9 +332,10 @@ def verify(sample: int | None, compare_fields: bool, as_json: bool, **params):
 
 
 @cli.command()
+# Not the export's --ledger: status reads an existing file and sets no Settings key.
 @click.option("--ledger", type=click.Path(dir_okay=False, exists=True), required=True,
               envvar=_env("ledger"), help="The ledger file of a job.")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@AS_JSON
 def status(ledger: str, as_json: bool):
     """Show what a job's ledger holds: done, failed and pending slices, and the watermark."""
     from .run.status import ledger_status, render_status

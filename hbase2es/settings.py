@@ -1,9 +1,10 @@
 """One frozen Settings object built from flags, environment, a TOML file and defaults.
 
-Precedence: command-line flag > environment variable (HBASE2ES_<FLAG>) > TOML file >
-default. The CLI hands in what the user gave as ``{"section.key": value}`` overrides;
-everything is validated here so that a bad value fails before any server is contacted,
-with a message naming the key and where it came from.
+Precedence, for every key: command-line flag > environment variable (HBASE2ES_<FLAG>) >
+TOML file > default. The CLI hands in only what the user gave, as ``{"section.key": value}``
+overrides, so an explicit false or 0 beats the file; everything is validated here so that a
+bad value fails before any server is contacted, with a message naming the key and where it
+came from. The allowed choices and boolean words live here, and the CLI takes them from here.
 
 Secrets are never settings: the config names the environment variables that hold them
 (``api_key_env`` ...) and the Elasticsearch client reads them when it is built.
@@ -30,7 +31,13 @@ PROTOCOLS = ("binary", "compact")
 HBASE_APIS = ("thrift1", "thrift2")
 TIME_SOURCES = ("cell", "rowkey", "column")
 START_METHODS = ("spawn", "forkserver")
+EXECUTORS = ("local", "spark")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 SPARK_MASTERS = ("local", "yarn", "spark://", "k8s://")  # how a Spark master URL starts
+# How a boolean is written where only text exists (HBASE2ES_QUIET=off), case-insensitive.
+# Deliberately fewer than click's list: "t", "n" or "" are more likely typos than answers.
+BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "on": True,
+                 "false": False, "0": False, "no": False, "off": False}
 
 
 @dataclass(frozen=True)
@@ -171,12 +178,21 @@ CHOICES = {
     "window.time_source": TIME_SOURCES,
     "window.rowkey.salt_format": SALT_FORMATS,
     "run.start_method": START_METHODS,
-    "run.executor": ("local", "spark"),
-    "run.log_level": ("debug", "info", "warning", "error"),
+    "run.executor": EXECUTORS,
+    "run.log_level": LOG_LEVELS,
 }
 POSITIVE = {"hbase.port", "hbase.timeout_ms", "hbase.batch_size", "elasticsearch.bulk_docs",
             "elasticsearch.bulk_bytes", "elasticsearch.request_timeout", "run.workers",
             "run.max_attempts", "elasticsearch.retry_seconds", "run.grace_seconds"}
+
+
+def parse_bool(text: str) -> bool:
+    """``true/1/yes/on`` -> True, ``false/0/no/off`` -> False (any case); ValueError otherwise."""
+    try:
+        return BOOLEAN_WORDS[text.strip().lower()]
+    except KeyError:
+        raise ValueError(f"{text!r} is not a boolean: use true/false, 1/0, yes/no or "
+                         f"on/off") from None
 
 
 def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | None = None,

@@ -8,7 +8,7 @@ from dataclasses import FrozenInstanceError
 import pytest
 
 from hbase2es.errors import ConfigError, ExitCode
-from hbase2es.settings import load_settings
+from hbase2es.settings import load_settings, parse_bool
 
 NOW = 1_700_000_000_000
 REQUIRED = {"hbase.table": "t", "elasticsearch.index": "i", "window.start": "1699990000000",
@@ -182,3 +182,25 @@ def test_missing_window_is_an_error_only_when_a_window_is_needed():
         load_settings(None, partial, now_ms=NOW)
     s = load_settings(None, partial, now_ms=NOW, need_window=False)
     assert s.hbase.table == "t" and (s.start_ms, s.end_ms) == (0, 0)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("true", True), ("1", True), ("yes", True), ("on", True), (" On ", True), ("TRUE", True),
+    ("false", False), ("0", False), ("no", False), ("off", False), ("Off", False), ("NO", False),
+])
+def test_boolean_words_from_the_environment(text, expected):
+    assert parse_bool(text) is expected
+
+
+@pytest.mark.parametrize("text", ["", "t", "n", "maybe", "2", "truee"])
+def test_other_words_are_not_booleans_and_the_message_says_which_are(text):
+    with pytest.raises(ValueError, match="true/false, 1/0, yes/no or on/off") as info:
+        parse_bool(text)
+    assert repr(text) in str(info.value)
+
+
+def test_a_false_override_beats_a_true_in_the_file(tmp_path):
+    # The CLI hands in an explicit False; it must not be taken for "not given".
+    s = _load("[run]\nresume = true\nquiet = true\n", tmp_path, run__resume=False,
+              run__quiet=None)
+    assert (s.run.resume, s.run.quiet) == (False, True)
