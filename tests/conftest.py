@@ -4,7 +4,9 @@ Where the servers come from, in order:
 1. HBASE2ES_TEST_HBASE / HBASE2ES_TEST_ES (set by `make test`, or by you);
 2. a Docker engine that answers: testcontainers starts both;
 3. the local JVM servers that `make servers` runs (tools/devservers.py).
-Under CI=true a missing server fails the integration tests loudly; elsewhere they skip.
+A missing server skips the integration tests, or fails them under HBASE2ES_REQUIRE_SERVERS=1
+or CI=true (helpers.require_or_skip). Only "no server here" is a skip: a bug in this file
+or in devservers is an error like any other.
 """
 
 from __future__ import annotations
@@ -16,11 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import es_client, require_or_skip
+from thriftpy2.transport import TTransportException
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
 import devservers  # noqa: E402
+
+
+class NoServer(Exception):
+    """No HBase/Elasticsearch can be had here; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -47,25 +55,60 @@ def _docker_answers() -> bool:
         return False
 
 
+def _given_servers(hbase: str, es: str) -> Servers:
+    """The servers HBASE2ES_TEST_HBASE / HBASE2ES_TEST_ES name, once both answer."""
+    try:
+        devservers.hbase_answers(hbase)
+    except (OSError, TTransportException) as exc:
+        raise NoServer(f"HBase Thrift at {hbase} (HBASE2ES_TEST_HBASE) does not answer: "
+                       f"{exc}") from exc
+    try:
+        healthy = devservers.es_answers(es)
+    except OSError as exc:  # urllib's URLError and refused or timed-out sockets
+        raise NoServer(f"Elasticsearch at {es} (HBASE2ES_TEST_ES) does not answer: "
+                       f"{exc}") from exc
+    if not healthy:
+        raise NoServer(f"Elasticsearch at {es} (HBASE2ES_TEST_ES) is not yellow or green")
+    return Servers(hbase, es)
+
+
 def _start_containers(stack):
     """HBase with Thrift and a single-node Elasticsearch in Docker (for contributors with Docker)."""
+    from docker.errors import DockerException
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
 
-    hbase = DockerContainer(os.environ.get("HBASE2ES_TEST_HBASE_IMAGE", "dajobe/hbase:latest"))
-    hbase.with_exposed_ports(9090)
-    stack.append(hbase.start())
-    wait_for_logs(hbase, "Thrift", timeout=180)
-    es = DockerContainer(os.environ.get(
-        "HBASE2ES_TEST_ES_IMAGE", "docker.elastic.co/elasticsearch/elasticsearch:7.17.25"))
-    es.with_env("discovery.type", "single-node").with_env("xpack.security.enabled", "false")
-    es.with_env("ES_JAVA_OPTS", "-Xms1g -Xmx1g").with_exposed_ports(9200)
-    stack.append(es.start())
-    wait_for_logs(es, "started", timeout=180)
+    try:
+        hbase = DockerContainer(os.environ.get("HBASE2ES_TEST_HBASE_IMAGE",
+                                               "dajobe/hbase:latest"))
+        hbase.with_exposed_ports(9090)
+        stack.append(hbase.start())
+        wait_for_logs(hbase, "Thrift", timeout=180)
+        es = DockerContainer(os.environ.get(
+            "HBASE2ES_TEST_ES_IMAGE", "docker.elastic.co/elasticsearch/elasticsearch:7.17.25"))
+        es.with_env("discovery.type", "single-node").with_env("xpack.security.enabled", "false")
+        es.with_env("ES_JAVA_OPTS", "-Xms1g -Xmx1g").with_exposed_ports(9200)
+        stack.append(es.start())
+        wait_for_logs(es, "started", timeout=180)
+    except (DockerException, TimeoutError) as exc:  # no image, no pull, no start in time
+        raise NoServer(f"Docker could not start the servers: {exc}") from exc
     return Servers(
         hbase=f"{hbase.get_container_host_ip()}:{hbase.get_exposed_port(9090)}",
         es=f"http://{es.get_container_host_ip()}:{es.get_exposed_port(9200)}",
     )
+
+
+def _local_servers() -> tuple[Servers, bool]:
+    """tools/devservers.py's servers, and whether this call started them."""
+    try:
+        env, started = devservers.ensure()
+    except devservers.StartError as exc:  # no java, Maven failed, a server did not come up
+        raise NoServer(f"the local servers did not start: {exc}") from exc
+    except FileNotFoundError as exc:
+        if exc.filename != "mvn":  # anything else missing is a bug, not a missing tool
+            raise
+        raise NoServer("the local servers need Maven (mvn) to fetch their jars") from exc
+    return Servers(env["HBASE2ES_TEST_HBASE"], env["HBASE2ES_TEST_ES"]), started
 
 
 @pytest.fixture(scope="session")
@@ -74,21 +117,20 @@ def servers():
     hbase, es = os.environ.get("HBASE2ES_TEST_HBASE"), os.environ.get("HBASE2ES_TEST_ES")
     containers: list = []
     started_local = False
+    missing = None
     try:
-        if hbase and es:
-            found = Servers(hbase, es)
-        elif _docker_answers():
-            found = _start_containers(containers)
-        else:
-            # Stop afterwards only what this session started, not servers it found running.
-            env, started_local = devservers.ensure()
-            found = Servers(env["HBASE2ES_TEST_HBASE"], env["HBASE2ES_TEST_ES"])
-    except Exception as exc:  # noqa: BLE001
-        message = f"no HBase/Elasticsearch for integration tests: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    try:
+        try:
+            if hbase and es:
+                found = _given_servers(hbase, es)
+            elif _docker_answers():
+                found = _start_containers(containers)
+            else:
+                # Stop afterwards only what this session started, not servers it found running.
+                found, started_local = _local_servers()
+        except NoServer as exc:
+            missing = str(exc)  # skipped or failed below, without this traceback chained on
+        if missing is not None:
+            require_or_skip(f"no HBase/Elasticsearch for integration tests: {missing}")
         yield found
     finally:
         for container in containers:
@@ -102,16 +144,13 @@ def thrift2_address(servers) -> str:
     """host:port of HBase's Thrift2 server, beside the Thrift1 server of `servers`.
 
     From HBASE2ES_TEST_HBASE_THRIFT2, else from .devservers/env (`make servers` starts it);
-    missing fails under CI=true and skips elsewhere.
+    missing skips, or fails under HBASE2ES_REQUIRE_SERVERS=1 / CI=true.
     """
     address = (os.environ.get("HBASE2ES_TEST_HBASE_THRIFT2")
                or devservers.read_env().get("HBASE2ES_TEST_HBASE_THRIFT2"))
     if not address:
-        message = ("no HBase Thrift2 server for integration tests: set "
-                   "HBASE2ES_TEST_HBASE_THRIFT2=host:port or run `make servers`")
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        require_or_skip("no HBase Thrift2 server for integration tests: set "
+                        "HBASE2ES_TEST_HBASE_THRIFT2=host:port or run `make servers`")
     return address
 
 
@@ -151,20 +190,11 @@ def table(hbase, unique_name):
 @pytest.fixture
 def es(servers):
     """An Elasticsearch client for assertions."""
-    from elasticsearch import Elasticsearch
-
-    client = Elasticsearch([servers.es], request_timeout=60) if _client_major() >= 8 \
-        else Elasticsearch([servers.es], timeout=60)
+    client = es_client(servers.es, timeout=60)
     try:
         yield client
     finally:
         client.close()
-
-
-def _client_major() -> int:
-    import elasticsearch
-
-    return elasticsearch.__versionstr__ and int(elasticsearch.__versionstr__.split(".")[0])
 
 
 @pytest.fixture

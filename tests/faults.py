@@ -16,9 +16,10 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from helpers import clean_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -33,25 +34,7 @@ SCANNER_TIMEOUT_KEY = "hbase.client.scanner.timeout.period"
 HBASE_DEFAULT_SCANNER_TIMEOUT_MS = 60_000
 
 
-# --------------------------------------------------------------------------- time
-
-
-@contextmanager
-def time_limit(seconds: float, what: str):
-    """Raise TimeoutError in the test if the block runs longer than ``seconds``.
-
-    pytest-timeout is not a dependency; SIGALRM interrupts even a blocking socket read.
-    """
-    def on_alarm(signum, frame):
-        raise TimeoutError(f"{what} took more than {seconds:.0f}s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+# --------------------------------------------------------------------------- waiting
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 0.1):
@@ -152,12 +135,6 @@ def cmdline(pid: int) -> str:
 def worker_pids(pid: int) -> list[int]:
     """The pool workers of an export process: its spawn children, not the resource tracker."""
     return [c for c in children(pid) if "spawn_main" in cmdline(c) and alive(c)]
-
-
-def clean_env() -> dict[str, str]:
-    """This environment without HBASE2ES_* settings a developer's shell may hold."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("HBASE2ES_") or k.startswith("HBASE2ES_TEST_")}
 
 
 class ExportProcess:
@@ -265,7 +242,7 @@ class PrivateThrift:
     def __init__(self, conf_dir: Path, logfile: Path, port: int | None = None):
         self.conf_dir = conf_dir
         self.logfile = logfile
-        self.port = port or devservers.free_port()
+        self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
 
     @property

@@ -1,4 +1,8 @@
-"""Helpers shared by the CLI and export tests: run the CLI in-process, put rows, read ES back."""
+"""Helpers shared by the tests: run the CLI in-process, put rows, read ES back, and the
+few environment decisions every test file must make the same way (skip or fail when a
+server is missing, which HBASE2ES_* variables a run under test may see, free ports, the
+Elasticsearch client's timeout keyword).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,83 @@ import os
 import socket
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import orjson
+import pytest
 from click.testing import CliRunner, Result
-
-from hbase2es.cli import cli
 
 # A fixed, recent instant (2023-11-14T22:13:20Z) on a whole second, so that windows
 # written as epoch ms are easy to read in failure messages.
 T0 = 1_700_000_000_000
+
+
+# --------------------------------------------------------------------------- skip or fail
+
+REQUIRE_SERVERS_VAR = "HBASE2ES_REQUIRE_SERVERS"
+
+
+def servers_required() -> bool:
+    """True when nothing may be skipped for want of a server: HBASE2ES_REQUIRE_SERVERS=1
+    (set by .ci/run) or CI=true (what CI systems set, and what .ci/run set before)."""
+    flag = os.environ.get(REQUIRE_SERVERS_VAR, "").strip().lower()
+    return flag in ("1", "true", "yes") or os.environ.get("CI") == "true"
+
+
+def require_or_skip(reason: str) -> NoReturn:
+    """Skip this test because ``reason`` (a server, pyspark, an HBase conf dir, ...) is
+    missing, or fail it when servers_required(): in CI a skip would hide a broken setup."""
+    if servers_required():
+        pytest.fail(f"{reason} ({REQUIRE_SERVERS_VAR}=1 or CI=true: missing is a failure)",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
+def skip_unless_required(reason: str) -> None:
+    """Skip a test that would only be slow here (not wrong), unless servers_required():
+    then return, and the test runs the slow way, so that CI skips nothing."""
+    if not servers_required():
+        pytest.skip(reason)
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def is_setting_var(name: str) -> bool:
+    """An HBASE2ES_* variable a developer's shell may hold that would change a run under
+    test; the HBASE2ES_TEST_* server addresses are the harness's own and stay."""
+    return name.startswith("HBASE2ES_") and not name.startswith("HBASE2ES_TEST_")
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without HBASE2ES_* settings, for CLI subprocesses."""
+    return {k: v for k, v in os.environ.items() if not is_setting_var(k)}
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (bound to 0, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def client_major() -> int:
+    """The major version of the installed elasticsearch-py client (7, 8 or 9)."""
+    import elasticsearch
+
+    return int(elasticsearch.__versionstr__.split(".")[0])
+
+
+def es_client(url: str, timeout: float = 60, **kwargs):
+    """An elasticsearch-py client for a test's own checks; the 7.x client calls its
+    per-request timeout ``timeout``, 8.x and 9.x call it ``request_timeout``."""
+    from elasticsearch import Elasticsearch
+
+    keyword = "request_timeout" if client_major() >= 8 else "timeout"
+    return Elasticsearch([url], **{keyword: timeout}, **kwargs)
+
+
+# --------------------------------------------------------------------------- the CLI
 
 
 def run_cli(args: list[str], *, expect_exit: int | None = 0, env: dict | None = None) -> Result:
@@ -25,9 +97,10 @@ def run_cli(args: list[str], *, expect_exit: int | None = 0, env: dict | None = 
     An exception the CLI did not turn into an exit code is re-raised with the output, so
     a failing test shows the real traceback instead of "exit code 1".
     """
+    from hbase2es.cli import cli  # here: conftest imports this module, the pool tests too
+
     # Settings a developer's shell may hold must not leak into the run under test.
-    isolated = {name: None for name in os.environ
-                if name.startswith("HBASE2ES_") and not name.startswith("HBASE2ES_TEST_")}
+    isolated = {name: None for name in os.environ if is_setting_var(name)}
     isolated.update(env or {})
     runner = CliRunner()
     result = runner.invoke(cli, [str(a) for a in args], env=isolated, catch_exceptions=True)
@@ -84,13 +157,6 @@ def count_docs(es, index: str) -> int:
 def read_report(path: Path) -> dict:
     """The JSON report an export wrote with --report."""
     return orjson.loads(Path(path).read_bytes())
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (bound to 0, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(path: Path, text: str) -> str:

@@ -18,8 +18,8 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from helpers import (T0, count_docs, export_args, free_port, put_row, read_index, read_report,
-                     run_cli, table_name, write_config)
+from helpers import (T0, clean_env, count_docs, export_args, free_port, put_row, read_index,
+                     read_report, run_cli, table_name, write_config)
 
 import hbase2es.run.executors as executors_module
 import hbase2es.run.export as export_module
@@ -480,8 +480,7 @@ def test_console_entry_point_in_a_real_process(servers, table, es, index, tmp_pa
     for i in range(3):
         put_row(table, f"p{i}", {"cf:v": str(i)}, T0 + i * 900)
     report = tmp_path / "report.json"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HBASE2ES_") or k.startswith("HBASE2ES_TEST_")}
+    env = clean_env()
     proc = subprocess.run(
         [sys.executable, "-m", "hbase2es",
          *export_args(servers, table_name(table), index, T0, T0 + 3000, "1s",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,8 +15,8 @@ from hbase2es.search import engine as es_compat, indexsetup
 from hbase2es.errors import ConfigError
 from hbase2es.run.report import RunReport
 from hbase2es.settings import load_settings
-from helpers import (T0, count_docs, export_args, put_row, read_index, read_report, run_cli,
-                     table_name, write_config)
+from helpers import (T0, clean_env, count_docs, export_args, put_row, read_index, read_report,
+                     run_cli, table_name, write_config)
 
 ROOT = Path(__file__).resolve().parent.parent
 HOUR = 3_600_000
@@ -135,7 +134,7 @@ def test_bulk_load_restores_settings_after_sigint(servers, table, index, es, tmp
             batch.put(f"row{i:04d}".encode(), {b"cf:v": b"x"})
     es.indices.create(index=index, settings={"refresh_interval": "5s", "number_of_replicas": 1})
     report = tmp_path / "run.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HBASE2ES_")}
+    env = clean_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hbase2es",
          *export_args(servers, table_name(table), index, T0, T0 + slices * 60_000, "1m",

@@ -151,11 +151,28 @@ def test_decode_value_unknown_type():
         decode_value(b"x", "uuid")
 
 
+# One cell per type, written as Java's Bytes.toBytes (or the text) would, and its value.
+ONE_CELL_PER_TYPE = {
+    "string": (b"caf\xc3\xa9", "café"),
+    "int": (struct.pack(">i", -70_000), -70_000),
+    "long": (struct.pack(">q", -(2**40)), -(2**40)),
+    "short": (struct.pack(">h", -300), -300),
+    "float": (struct.pack(">f", 1.5), 1.5),
+    "double": (struct.pack(">d", -2.25), -2.25),
+    "boolean": (b"\x01", True),
+    "json": (b'{"a": [1, "x"]}', {"a": [1, "x"]}),
+    "bytes": (b"\x00\xff", "AP8="),
+    "text_int": (b"-12", -12),
+    "text_float": (b"2.5", 2.5),
+}
+
+
 def test_every_type_has_a_decoder():
-    sizes = {"int": 4, "long": 8, "short": 2, "float": 4, "double": 8, "boolean": 1}
-    for type_ in TYPES:
-        value = b"{}" if type_ == "json" else b"1" * sizes.get(type_, 1)
-        decode_value(value, type_)
+    assert set(ONE_CELL_PER_TYPE) == set(TYPES), "a type without a sample here is untested"
+    for type_, (value, expected) in ONE_CELL_PER_TYPE.items():
+        decoded = decode_value(value, type_)
+        # type() too: True == 1 and 2.0 == 2, but a boolean must not come back an int.
+        assert (type(decoded), decoded) == (type(expected), expected), type_
 
 
 # --- DecodeError ------------------------------------------------------------------

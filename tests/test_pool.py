@@ -30,21 +30,8 @@ from hbase2es.pool import (  # noqa: E402
 
 TEST_TIMEOUT = 60
 START_METHODS = ["spawn", "forkserver"]
-
-
-@pytest.fixture(autouse=True)
-def hard_timeout():
-    """Fail any test that runs longer than TEST_TIMEOUT seconds instead of hanging."""
-    def on_alarm(signum, frame):
-        raise TimeoutError(f"test took longer than {TEST_TIMEOUT}s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(TEST_TIMEOUT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+# Any test running longer fails instead of hanging the session.
+pytestmark = pytest.mark.timeout(TEST_TIMEOUT)
 
 
 @pytest.fixture(params=START_METHODS)

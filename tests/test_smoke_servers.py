@@ -4,20 +4,23 @@ They prove the servers are real and pin down the server behaviour the exporter r
 HBase time-range scans, scanner caching, key ranges and filters, the Thrift transport the
 server speaks, and Elasticsearch bulk semantics (external_gte versions, per-item errors).
 Every test writes through the server and asserts on what comes back.
+
+They test the servers, not hbase2es: the ``contract`` marker says so. They run by default
+(a server that changed under us should fail the build); ``-m "not contract"`` leaves them out.
 """
 
 from __future__ import annotations
 
-import socket
 import time
 
 import happybase
 import orjson
 import pytest
+from helpers import es_client, free_port
 from thriftpy2.thrift import TException
 from thriftpy2.transport import TTransportException
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.contract]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -26,13 +29,6 @@ pytestmark = pytest.mark.integration
 def _ndjson(lines: list[dict]) -> bytes:
     """A bulk body: one JSON object a line, newline-terminated, built with orjson."""
     return b"".join(orjson.dumps(line) + b"\n" for line in lines)
-
-
-def _free_port() -> int:
-    """A loopback port nobody listens on (bound to 0, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _items(response: dict) -> list[tuple[str, int, str | None]]:
@@ -294,14 +290,9 @@ def test_es_mapping_conflict_is_a_per_item_400(es, index):
 
 
 def test_es_unreachable_raises_connection_error(servers):
-    from elasticsearch import Elasticsearch
     from elasticsearch.exceptions import ConnectionError as ESConnectionError
 
-    url = f"http://127.0.0.1:{_free_port()}"
-    import elasticsearch
-
-    timeout_kw = "request_timeout" if elasticsearch.__versionstr__.startswith(("8.", "9.")) else "timeout"
-    client = Elasticsearch([url], max_retries=0, **{timeout_kw: 2})
+    client = es_client(f"http://127.0.0.1:{free_port()}", timeout=2, max_retries=0)
     started = time.monotonic()
     try:
         # Observed: elasticsearch.exceptions.ConnectionError (a TransportError) - connection refused.

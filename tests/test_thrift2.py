@@ -13,7 +13,7 @@ import random
 import socket
 
 import pytest
-from helpers import T0, put_row, read_index, table_name
+from helpers import T0, free_port, put_row, read_index, table_name
 
 from hbase2es.errors import ConfigError, ExitCode, UnavailableError
 from hbase2es.hbase import thrift2 as thrift2_reader
@@ -336,9 +336,7 @@ def test_missing_table_and_wrong_server_are_one_clear_line(servers, thrift2_addr
                               timeout_ms=3000))
     assert "buffered/compact" in str(info.value) and "\n" not in str(info.value)
 
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     with pytest.raises(UnavailableError) as info:
         open_reader(_settings(f"127.0.0.1:{port}", unique_name, "thrift2"))
     assert str(info.value).startswith(f"cannot reach HBase Thrift2 server 127.0.0.1:{port}")

@@ -10,7 +10,8 @@ written in 1970, so a cell-timestamp reading would export nothing: every documen
 Region tests need a table pre-split into 4 regions. Thrift1 cannot split or create
 split tables, so the table is created by HBase's own RegionSplitter tool (a JVM run
 against the local dev servers' configuration); where that is not available (servers
-not started by tools/devservers.py) those tests skip, or fail under CI=true.
+not started by tools/devservers.py) those tests skip, or fail under
+HBASE2ES_REQUIRE_SERVERS=1 or CI=true.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from helpers import read_report, run_cli, table_name, write_config
+from helpers import read_report, require_or_skip, run_cli, table_name, write_config
 
 from hbase2es.mapping import row_key_from_id
 
@@ -365,10 +366,8 @@ def split_table(servers):
     command = _region_splitter_command(name, struct.pack(">q", W0),
                                        struct.pack(">q", W0 + 2 * HOUR))
     if command is None:
-        message = "needs the dev servers' HBase config and jars to pre-split a table"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        require_or_skip("needs the dev servers' HBase config and jars (RegionSplitter) "
+                        "to pre-split a table")
     proc = subprocess.run(command, capture_output=True, text=True, timeout=180)
     conn = happybase.Connection(servers.hbase_host, servers.hbase_port, timeout=30000)
     try:
