@@ -123,6 +123,15 @@ REPORT = _setting("run.report", "--report", name="report", type=click.Path(dir_o
                        "this file.")
 AS_JSON = click.option("--json", "as_json", is_flag=True,
                        help="Print the result as JSON instead of text.")
+LEDGER = _setting("run.ledger", "--ledger", name="ledger", type=click.Path(dir_okay=False),
+                  help="SQLite file recording every slice of this job (for --resume, "
+                       "--incremental).")
+INCREMENTAL = _switch("incremental", "Start at the ledger's watermark: export only what is "
+                                     "new (for cron).")
+LOOKBACK = _setting(
+    "run.lookback", "--lookback", name="lookback", metavar="DURATION",
+    help="With --incremental, also export again the done slices ending less than DURATION "
+         "(e.g. 30s, 10m) before the watermark, for rows written late with an older time.")
 SPLIT_BY_REGION = _switch(
     "split_by_region",
     "Run each slice as one task per table region it touches, so several workers share "
@@ -232,10 +241,10 @@ def cli():
 @_setting("run.max_errors", "--max-errors", name="max_errors", type=click.IntRange(min=0),
           help="Failed documents tolerated before the exit code is 1 (default 0).")
 @_switch("quiet", "No progress bar: one log line per finished slice.")
-@_setting("run.ledger", "--ledger", name="ledger", type=click.Path(dir_okay=False),
-          help="SQLite file recording every slice of this job (for --resume, --incremental).")
+@LEDGER
 @_switch("resume", "Skip slices the ledger has as done.")
-@_switch("incremental", "Start at the ledger's watermark: export only what is new (for cron).")
+@INCREMENTAL
+@LOOKBACK
 @_switch("create_index",
          "Create missing indices with [elasticsearch] index_settings and mappings; "
          "stop before writing when an existing index's mapping conflicts.")
@@ -279,17 +288,27 @@ def export(**params):
 @click.option("--sample", type=click.IntRange(min=1), metavar="N",
               help="Also print N documents built from the first non-empty slice.")
 @SPLIT_BY_REGION
+@LEDGER
+@INCREMENTAL
+@LOOKBACK
 def plan(as_json: bool, sample: int | None, **params):
-    """Show the slices and index names of a window without writing anything."""
+    """Show the slices and index names of a window without writing anything.
+
+    With --incremental, the slices of the next incremental run: the ledger (read, never
+    written) gives the watermark and the done slices --lookback exports again.
+    """
     from .hbase.regions import table_regions
-    from .run.plan import describe_plan
+    from .run.ledger import read_job_ledger
+    from .run.plan import check_ledger_flags, describe_plan
     from .run.preview import render_plan, sample_documents
 
     settings = build_settings(click.get_current_context())
+    check_ledger_flags(settings)
     # Region pieces need the table's regions. Only an explicit --split-by-region (or
     # [run] split_by_region = true) asks HBase for them, so a plain plan stays offline.
     regions = table_regions(settings.hbase) if settings.run.split_by_region else None
-    data = describe_plan(settings, regions)
+    with read_job_ledger(settings) as ledger:
+        data = describe_plan(settings, regions, ledger)
     if sample:
         data["sample"] = sample_documents(settings, sample)
         from .search.indexsetup import warn_field_count  # fields of the sample vs. the field limit
@@ -337,7 +356,8 @@ def verify(sample: int | None, compare_fields: bool, as_json: bool, **params):
               envvar=_env("ledger"), help="The ledger file of a job.")
 @AS_JSON
 def status(ledger: str, as_json: bool):
-    """Show what a job's ledger holds: done, failed and pending slices, and the watermark."""
+    """Show what a job's ledger holds: done, failed and pending slices, the watermark and
+    the lookback of the last incremental run."""
     from .run.status import ledger_status, render_status
 
     data = ledger_status(ledger)

@@ -123,6 +123,9 @@ class RunSettings:
     ledger: str | None = None  # SQLite file recording every slice of the job
     resume: bool = False  # skip slices the ledger has as done
     incremental: bool = False  # start at the ledger's watermark (cron)
+    # With incremental: also export again the done slices ending this long before the
+    # watermark, for rows written late with an older time ("30s", "10m"); None = none.
+    lookback: str | None = None
     grace_seconds: float = 30.0  # after Ctrl-C/SIGTERM, how long running slices may finish
     create_index: bool = False  # create missing indices with index_settings and mappings
     bulk_load: bool = False  # no refresh, no replicas while the run writes; restored after
@@ -156,6 +159,7 @@ class Settings:
     start_ms: int = 0
     end_ms: int = 0
     slice_ms: int = 3_600_000
+    lookback_ms: int = 0  # run.lookback in ms; 0 = no lookback
 
     @property
     def tzinfo(self):
@@ -301,9 +305,21 @@ def _check(key: str, value: Any, cls: type, origin: str) -> Any:
         # Spark's own message comes only after a JVM start, as a stack trace.
         raise ConfigError(f"{where} must be local, local[N], local[N,MAX_FAILURES], yarn, "
                           f"spark://HOST:PORT or k8s://URL, got {value!r}")
+    if key == "run.lookback":
+        _lookback_ms(value, where)
     if key in POSITIVE and value <= 0:
         raise ConfigError(f"{where} must be greater than 0, got {value!r}")
     return value
+
+
+def _lookback_ms(text: str, where: str) -> int:
+    """``run.lookback`` in ms; a zero or negative one is refused, as is any non-duration."""
+    if text.strip().startswith("-"):  # parse_duration would only say "not a duration"
+        raise ConfigError(f"{where} must be greater than 0, got {text!r}")
+    try:
+        return parse_duration(text)
+    except TimeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _spark_conf(table: dict, where: str, prefix: str = "") -> dict[str, str]:
@@ -393,7 +409,10 @@ def _resolve(settings: Settings, now_ms: int, need_window: bool) -> Settings:
         if -(-(end_ms - start_ms) // slice_ms) > MAX_SLICES:  # a typo, such as 1ms for 1m
             raise ConfigError(f"window: {w.start!r} to {w.end!r} would need more than "
                               f"{MAX_SLICES} slices of {w.slice}: use a larger window.slice")
-    return replace(settings, start_ms=start_ms, end_ms=end_ms, slice_ms=slice_ms)
+    lookback_ms = _lookback_ms(settings.run.lookback, "run.lookback") \
+        if settings.run.lookback is not None else 0
+    return replace(settings, start_ms=start_ms, end_ms=end_ms, slice_ms=slice_ms,
+                   lookback_ms=lookback_ms)
 
 
 def _with_mappings_file(settings: Settings) -> Settings:

@@ -3,7 +3,9 @@
 With a ledger, every slice's state is written as it changes (running when a worker takes
 it, a checkpoint whenever a bulk has settled, done/failed with counts when it ends), so
 ``--resume`` after any stop, even a SIGKILL of this process, runs exactly the slices that
-are not done, each from just after the last row key its checkpoint holds.
+are not done, each from just after the last row key its checkpoint holds. A done slice
+that ``--lookback`` exports again stays done throughout; when it finishes, its new counts
+replace the old ones.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import time
 from contextlib import ExitStack
 
-from ..errors import ConfigError, ExitCode
+from ..errors import ExitCode
 from ..hbase.regions import table_regions
 from ..pool import Outcome, Progress as ProgressEvent, Started
 from ..search import indexsetup
@@ -21,7 +23,7 @@ from .executors import EXECUTORS
 from .ledger import Ledger, job_definition
 from .outcomes import outcome_error, outcome_status
 from .pieces import Checkpoint, RegionSplit, SliceTask, wants_region_split
-from .plan import plan_run, slice_ranges
+from .plan import check_ledger_flags, plan_run, reexported, slice_ranges
 from .preflight import preflight
 from .report import Progress, RunReport, SliceReport
 from .stopping import StopRequest, stop_on_signals
@@ -37,15 +39,16 @@ def run_export(settings: Settings) -> RunReport:
     """
     started = time.monotonic()
     run = settings.run
-    if (run.resume or run.incremental) and not run.ledger:
-        flag = "--incremental" if run.incremental else "--resume"
-        raise ConfigError(f"{flag} needs a ledger: give --ledger FILE or [run] ledger")
+    check_ledger_flags(settings)
     with ExitStack() as stack:
         ledger = stack.enter_context(Ledger(run.ledger)) if run.ledger else None
         if ledger is not None:
             ledger.bind_job(job_definition(settings))
+            if run.incremental:  # what `status` shows as the lookback in force
+                ledger.record_lookback(run.lookback)
         report = RunReport([SliceReport(s) for s in plan_run(settings, ledger)])
-        todo = _todo(report, ledger, resuming=run.resume or run.incremental)
+        todo = _todo(report, ledger, resuming=run.resume or run.incremental,
+                     again=reexported(settings, ledger))
         stop = stack.enter_context(stop_on_signals(report))
         try:
             if todo and not report.interrupted:
@@ -69,14 +72,20 @@ def run_export(settings: Settings) -> RunReport:
         return report
 
 
-def _todo(report: RunReport, ledger: Ledger | None, *, resuming: bool) -> list[SliceReport]:
+def _todo(report: RunReport, ledger: Ledger | None, *, resuming: bool,
+          again: set[tuple[int, int]] = frozenset()) -> list[SliceReport]:
     """The slices to run: all, or those the ledger does not have as done (with their
-    checkpoints, so each resumes after its last settled row key)."""
+    checkpoints, so each resumes after its last settled row key), and the done ones in
+    ``again`` (--lookback), which run whole as re-exports."""
     skip = ledger.done() if ledger is not None and resuming else set()
     checkpoints = ledger.checkpoints() if ledger is not None and resuming else {}
     todo = []
     for entry in report.slices:
         key = (entry.slice.start_ms, entry.slice.end_ms)
+        if key in again:
+            entry.reexport = True
+            todo.append(entry)
+            continue
         if key in skip:
             entry.status = "skipped"
             continue
@@ -124,12 +133,13 @@ class _SliceRun:
             self.announced[event.index] = (self.announced.get(event.index, 0)
                                            + payload.get("indexed", 0))
             self.progress.rows_progress(payload)
-            if self.ledger is not None and payload.get("checkpoint"):
+            # A re-export keeps its slice done: no checkpoint, so nothing to resume from.
+            if self.ledger is not None and payload.get("checkpoint") and not entry.reexport:
                 self.ledger.mark_progress(entry.slice.start_ms, entry.slice.end_ms,
                                           Checkpoint(**payload["checkpoint"]))
         elif isinstance(event, Started):
             entry.status = "running"
-            if self.ledger is not None:
+            if self.ledger is not None and not entry.reexport:
                 self.ledger.mark_running(entry.slice.start_ms, entry.slice.end_ms)
 
     def finished(self, entry: SliceReport, outcome: Outcome) -> None:
@@ -158,6 +168,17 @@ def _record(entry: SliceReport, outcome: Outcome) -> None:
 
 
 def _write_ledger(ledger: Ledger, entry: SliceReport) -> None:
+    if entry.reexport:
+        # The slice stays done, so the watermark never falls back and the slices after it
+        # are not exported as new work again; done, its new counts replace the old.
+        if entry.status == "done":
+            ledger.mark_reexported(entry.slice.start_ms, entry.slice.end_ms, rows=entry.rows,
+                                   indexed=entry.indexed, stale=entry.stale,
+                                   failed=entry.failed)
+        else:
+            ledger.note_reexport_failed(entry.slice.start_ms, entry.slice.end_ms,
+                                        entry.error or entry.status)
+        return
     # A cancelled slice is simply not done: the next --resume runs it again.
     status = {"done": "done", "failed": "failed"}.get(entry.status, "pending")
     ledger.mark_finished(entry.slice.start_ms, entry.slice.end_ms, status, rows=entry.rows,
@@ -171,7 +192,8 @@ def exit_code(report: RunReport, max_errors: int) -> ExitCode:
     if report.bulk_load_restore_failed:  # indices left without refresh/replicas
         return ExitCode.FAILED
     failed_slices = [s for s in report.slices if s.status not in ("done", "skipped")]
-    if failed_slices or report.totals()["failed"] > max_errors:
+    failed_documents = report.totals()["failed"] + report.reexported()["failed"]
+    if failed_slices or failed_documents > max_errors:
         return ExitCode.FAILED
     return ExitCode.OK
 

@@ -18,6 +18,8 @@ import hashlib
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import orjson
@@ -172,20 +174,37 @@ class Ledger:
 
     def bind_job(self, definition: dict) -> None:
         """Record the job this ledger belongs to, or refuse a ledger of another job."""
+        if self.check_job(definition):
+            return
+        with self.db:
+            self.db.execute("INSERT INTO job VALUES ('identity', ?)", (job_identity(definition),))
+            self.db.execute("INSERT INTO job VALUES ('definition', ?)",
+                            (orjson.dumps(definition).decode(),))
+
+    def check_job(self, definition: dict) -> bool:
+        """True if this ledger belongs to the job, False if to none yet; another job's
+        ledger is refused. Writes nothing, so it also serves a read-only ledger."""
         identity = job_identity(definition)
         row = self.db.execute("SELECT value FROM job WHERE key = 'identity'").fetchone()
         if row is None:
-            with self.db:
-                self.db.execute("INSERT INTO job VALUES ('identity', ?)", (identity,))
-                self.db.execute("INSERT INTO job VALUES ('definition', ?)",
-                                (orjson.dumps(definition).decode(),))
-            return
+            return False
         if row[0] != identity:
-            stored = self.db.execute("SELECT value FROM job WHERE key = 'definition'").fetchone()
-            old = orjson.loads(stored[0]) if stored else {}
+            old = self.definition()
             changed = sorted(k for k in set(old) | set(definition) if old.get(k) != definition.get(k))
             raise ConfigError(f"ledger {self.path} belongs to another job (differs in: "
                               f"{', '.join(changed) or 'definition'}); use another --ledger file")
+        return True
+
+    def record_lookback(self, lookback: str | None) -> None:
+        """Remember the lookback of this --incremental run, for `status` to show."""
+        self.db.execute("INSERT INTO job VALUES ('lookback', ?) ON CONFLICT (key) DO UPDATE "
+                        "SET value = excluded.value", (lookback or "",))
+
+    def lookback(self) -> str | None:
+        """The last --incremental run's lookback: a duration, "" for none, None if unknown
+        (no incremental run recorded one)."""
+        row = self.db.execute("SELECT value FROM job WHERE key = 'lookback'").fetchone()
+        return None if row is None else row[0]
 
     def definition(self) -> dict:
         row = self.db.execute("SELECT value FROM job WHERE key = 'definition'").fetchone()
@@ -246,20 +265,59 @@ class Ledger:
             "checkpoint = CASE WHEN excluded.status = 'done' THEN NULL ELSE checkpoint END",
             (start_ms, end_ms, status, rows, indexed, stale, failed, error, time.time()))
 
+    def mark_reexported(self, start_ms: int, end_ms: int, *, rows: int, indexed: int,
+                        stale: int, failed: int) -> None:
+        """A done slice exported again (--lookback): its new counts replace the old ones,
+        so the ledger's totals stay those of each slice's latest export."""
+        self.db.execute("UPDATE slices SET rows = ?, indexed = ?, stale = ?, failed = ?, "
+                        "error = NULL, finished_at = ? WHERE start_ms = ? AND end_ms = ? "
+                        "AND status = 'done'",
+                        (rows, indexed, stale, failed, time.time(), start_ms, end_ms))
+
+    def note_reexport_failed(self, start_ms: int, end_ms: int, error: str) -> None:
+        """A re-export that did not finish leaves the slice done (its counted documents are
+        in the index) with the reason, so the watermark does not fall back."""
+        self.db.execute("UPDATE slices SET error = ? WHERE start_ms = ? AND end_ms = ? "
+                        "AND status = 'done'", (f"re-export: {error}", start_ms, end_ms))
+
+    def done_run(self, origin_ms: int) -> list[tuple[int, int]]:
+        """The contiguous run of done slices that starts at ``origin_ms``, in order."""
+        return contiguous_run(self.done(), origin_ms)
+
     def watermark(self, origin_ms: int) -> int:
         """End of the contiguous run of done slices that starts at ``origin_ms``."""
-        ends_by_start: dict[int, int] = {}
-        for start, end in self.db.execute(
-                "SELECT start_ms, end_ms FROM slices WHERE status = 'done' AND start_ms >= ?",
-                (origin_ms,)):
-            ends_by_start[start] = max(end, ends_by_start.get(start, end))
-        mark = origin_ms
-        while mark in ends_by_start:
-            mark = ends_by_start[mark]
-        return mark
+        run = self.done_run(origin_ms)
+        return run[-1][1] if run else origin_ms
 
     def summary(self) -> dict:
         counts = {status: 0 for status in STATUSES}
         for status, n in self.db.execute("SELECT status, count(*) FROM slices GROUP BY status"):
             counts[status] = n
         return counts
+
+
+def contiguous_run(done, origin_ms: int) -> list[tuple[int, int]]:
+    """From ``origin_ms``, each done ``(start, end)`` that starts where the previous ended
+    (the longest, where two start at one time): the slices a watermark stands on."""
+    ends_by_start: dict[int, int] = {}
+    for start, end in done:
+        if start >= origin_ms:
+            ends_by_start[start] = max(end, ends_by_start.get(start, end))
+    run, mark = [], origin_ms
+    while mark in ends_by_start:
+        run.append((mark, ends_by_start[mark]))
+        mark = ends_by_start[mark]
+    return run
+
+
+@contextmanager
+def read_job_ledger(settings) -> Iterator[Ledger | None]:
+    """The job's ledger for `plan --incremental`: read-only and unlocked (a run may hold
+    it), refused if it is another job's; None when there is no ledger file yet."""
+    path = settings.run.ledger
+    if not settings.run.incremental or not path or not os.path.exists(path):
+        yield None
+        return
+    with Ledger(path, readonly=True) as ledger:
+        ledger.check_job(job_definition(settings))
+        yield ledger

@@ -1,5 +1,6 @@
 """The plan of a run: its slices (the window, or what is new since the ledger's
-watermark), the tasks they run as, and the plan as plain data for `plan`.
+watermark after the done slices a lookback exports again), the tasks they run as, and
+the plan as plain data for `plan`.
 
 Pure apart from the ledger it is handed: nothing here contacts a server.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from ..errors import ConfigError
 from ..hbase import describe_strategy
 from ..indexname import IndexTemplate
 from ..settings import Settings
@@ -18,17 +20,62 @@ from .pieces import SliceTask, split_by_regions, wants_region_split
 log = logging.getLogger(__name__)
 
 
+def check_ledger_flags(settings: Settings) -> None:
+    """--resume, --incremental and --lookback each need what they stand on; exit 2 if not."""
+    run = settings.run
+    if run.lookback is not None and not run.incremental:
+        raise ConfigError("--lookback (run.lookback) needs --incremental: it exports again "
+                          "the done slices just before the ledger's watermark, where only "
+                          "an incremental run starts")
+    if run.lookback is not None and not run.ledger:
+        raise ConfigError("--lookback (run.lookback) needs a ledger: give --ledger FILE or "
+                          "[run] ledger; the ledger knows the watermark and the done slices")
+    if (run.resume or run.incremental) and not run.ledger:
+        flag = "--incremental" if run.incremental else "--resume"
+        raise ConfigError(f"{flag} needs a ledger: give --ledger FILE or [run] ledger")
+
+
+def lookback_slices(done_run: list[tuple[int, int]], lookback_ms: int,
+                    end_ms: int) -> list[tuple[int, int]]:
+    """The slices of ``done_run`` (the done ones a watermark stands on, in order) that a
+    lookback exports again: those ending less than ``lookback_ms`` before the watermark
+    (a slice ending exactly that long before holds no time in the lookback), and not
+    after the window's end."""
+    if not done_run or lookback_ms <= 0:
+        return []
+    watermark = done_run[-1][1]
+    return [(s, e) for s, e in done_run if e > watermark - lookback_ms and e <= end_ms]
+
+
+def reexported(settings: Settings, ledger=None) -> set[tuple[int, int]]:
+    """``(start_ms, end_ms)`` of the done slices this run exports again (--lookback)."""
+    if not settings.run.incremental or ledger is None or not settings.lookback_ms:
+        return set()
+    return set(lookback_slices(ledger.done_run(settings.start_ms), settings.lookback_ms,
+                               settings.end_ms))
+
+
 def plan_run(settings: Settings, ledger=None) -> list[Slice]:
-    """The slices of this run: the window, or from the ledger's watermark with --incremental."""
-    start = settings.start_ms
-    if settings.run.incremental:
-        start = ledger.watermark(settings.start_ms)
-        if start >= settings.end_ms:
-            log.info("nothing new: the ledger is done up to %s, the window ends at %s",
-                     format_time(start), format_time(settings.end_ms))
-            return []
-        log.info("incremental: exporting [%s, %s)", format_time(start), format_time(settings.end_ms))
-    return split_window(start, settings.end_ms, settings.slice_ms)
+    """The slices of this run: the window; with --incremental, what is new since the
+    ledger's watermark, after the done slices --lookback exports again."""
+    if not settings.run.incremental:
+        return split_window(settings.start_ms, settings.end_ms, settings.slice_ms)
+    done = ledger.done_run(settings.start_ms) if ledger is not None else []
+    start = done[-1][1] if done else settings.start_ms
+    again = lookback_slices(done, settings.lookback_ms, settings.end_ms)
+    if again:
+        log.info("lookback %s: exporting again %d done slice(s) from %s", settings.run.lookback,
+                 len(again), format_time(again[0][0]))
+    if start >= settings.end_ms:
+        log.info("nothing new: the ledger is done up to %s, the window ends at %s",
+                 format_time(start), format_time(settings.end_ms))
+        new = []
+    else:
+        log.info("incremental: exporting [%s, %s)", format_time(start),
+                 format_time(settings.end_ms))
+        new = [(s.start_ms, s.end_ms)
+               for s in split_window(start, settings.end_ms, settings.slice_ms)]
+    return [Slice(i, s, e) for i, (s, e) in enumerate([*again, *new])]
 
 
 def slice_ranges(settings: Settings):
@@ -63,21 +110,26 @@ def _slice_scans(source, s: Slice, pieces: list | None) -> dict:
     return out
 
 
-def describe_plan(settings: Settings, regions: list[tuple[bytes, bytes]] | None = None) -> dict:
+def describe_plan(settings: Settings, regions: list[tuple[bytes, bytes]] | None = None,
+                  ledger=None) -> dict:
     """The plan as plain data; nothing is contacted (``regions`` come from the caller).
 
     Each slice shows the key ranges of its scans in hex, the filter string of the column
-    source, and with ``regions`` the region pieces it runs as (one task each).
+    source, and with ``regions`` the region pieces it runs as (one task each). With
+    --incremental the slices are those of the next run from ``ledger`` (read-only, or
+    None when it does not exist yet): the ones --lookback exports again say ``reexport``,
+    done ones after a gap say ``skip``.
     """
     template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
     source = time_source(settings.window)
-    slices = split_window(settings.start_ms, settings.end_ms, settings.slice_ms)
+    slices = plan_run(settings, ledger)
     pieces: dict[int, list] = {}
     if regions is not None:
         tasks, owners = slice_tasks(settings, slices, regions)
         for task, owner in zip(tasks, owners):
             pieces.setdefault(owner, []).append(task)
-    return {
+    marks = _incremental_marks(settings, ledger, slices)
+    out = {
         "table": settings.hbase.table,
         "index": settings.elasticsearch.index,
         "time_source": source.name,
@@ -89,6 +141,30 @@ def describe_plan(settings: Settings, regions: list[tuple[bytes, bytes]] | None 
         "slices": [{"index": s.index, "start": format_time(s.start_ms),
                     "end": format_time(s.end_ms),
                     "indices": template.names_between(s.start_ms, s.end_ms),
+                    **marks.get(i, {}),
                     **_slice_scans(source, s, pieces.get(i, []) if regions is not None else None)}
                    for i, s in enumerate(slices)],
     }
+    if settings.run.incremental:
+        watermark = ledger.watermark(settings.start_ms) if ledger is not None \
+            else settings.start_ms
+        out["incremental"] = {
+            "ledger": settings.run.ledger, "ledger_exists": ledger is not None,
+            "watermark": format_time(watermark), "lookback": settings.run.lookback,
+            "reexported": sum(1 for m in marks.values() if m.get("reexport"))}
+    return out
+
+
+def _incremental_marks(settings: Settings, ledger, slices: list[Slice]) -> dict[int, dict]:
+    """Slice position -> what an incremental run does with it besides exporting it new."""
+    if not settings.run.incremental or ledger is None:
+        return {}
+    again, done = reexported(settings, ledger), ledger.done()
+    marks = {}
+    for i, s in enumerate(slices):
+        key = (s.start_ms, s.end_ms)
+        if key in again:
+            marks[i] = {"reexport": True}
+        elif key in done:  # done after a gap below the watermark: export skips it
+            marks[i] = {"skip": True}
+    return marks

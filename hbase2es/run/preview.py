@@ -18,14 +18,18 @@ def render_plan(data: dict) -> str:
              f"time source: {data['strategy']}",
              f"HBase API: {data.get('api', 'thrift1')}",
              *_region_line(data),
+             *_incremental_line(data.get("incremental")),
              f"window [{data['window']['start']}, {data['window']['end']}) in "
-             f"{len(data['slices'])} slices:"]
+             f"{len(data['slices'])} slices"
+             f"{' (of the next incremental run)' if 'incremental' in data else ''}:"]
     for s in data["slices"]:
         names = s["indices"]
         shown = ", ".join(names[:MAX_NAMES_SHOWN]) + (
             f" (+{len(names) - MAX_NAMES_SHOWN} more)" if len(names) > MAX_NAMES_SHOWN else "")
         lines.append(f"  {s['index']:>4}  [{s['start']}, {s['end']})  -> {shown}"
-                     + _ranges_note(s, data.get("time_source")))
+                     + _ranges_note(s, data.get("time_source"))
+                     + ("  (again: lookback)" if s.get("reexport") else "")
+                     + ("  (skipped: done)" if s.get("skip") else ""))
     for doc in data.get("sample", []):
         lines.append(f"sample {doc['_index']}/{doc['_id']} (version {doc['version']}): "
                      f"{doc['document']}")
@@ -40,6 +44,17 @@ def _region_line(data: dict) -> list[str]:
     if data.get("regions") is None:
         return ["split by region: on (give --split-by-region to list each slice's region tasks)"]
     return [f"split by region: {data['regions']} regions"]
+
+
+def _incremental_line(inc: dict | None) -> list[str]:
+    if inc is None:
+        return []
+    if not inc["ledger_exists"]:
+        return [f"incremental: ledger {inc['ledger']} does not exist yet, so the whole "
+                f"window is new"]
+    lookback = (f"lookback {inc['lookback']}: {inc['reexported']} done slice(s) exported again"
+                if inc["lookback"] else "no lookback")
+    return [f"incremental: watermark {inc['watermark']}, {lookback}"]
 
 
 def _ranges_note(s: dict, source_name: str | None) -> str:

@@ -36,6 +36,9 @@ class SliceReport:
     resume: Checkpoint | None = None  # where --resume starts this slice (not reported)
     resumed_after: int = 0  # rows a previous run had settled before this one resumed
     rows_read: int = 0  # rows the scans returned, in the slice or not (read amplification)
+    # A done slice exported again (--lookback): its counts replace the earlier ones in the
+    # ledger, so they are not new work and stay out of the run's totals.
+    reexport: bool = False
 
     def to_dict(self) -> dict:
         out = {"index": self.slice.index, "start": format_time(self.slice.start_ms),
@@ -48,6 +51,8 @@ class SliceReport:
             out["skipped_fields"] = self.skipped_fields
         if self.resumed_after:
             out["resumed_after_rows"] = self.resumed_after
+        if self.reexport:
+            out["reexported"] = True
         return out
 
 
@@ -64,10 +69,19 @@ class RunReport:
     spark: dict | None = None  # run.spark: master, application id
 
     def totals(self) -> dict[str, int]:
-        return {name: sum(getattr(s, name) for s in self.slices) for name in COUNTS}
+        """The counts of the run's new work: every slice but those exported again."""
+        return {name: sum(getattr(s, name) for s in self.slices if not s.reexport)
+                for name in COUNTS}
+
+    def reexported(self) -> dict[str, int]:
+        """How many done slices this run exported again (--lookback), and their counts."""
+        again = [s for s in self.slices if s.reexport]
+        return {"slices": len(again), **{name: sum(getattr(s, name) for s in again)
+                                         for name in COUNTS}}
 
     def to_dict(self) -> dict:
         out = {"slices": [s.to_dict() for s in self.slices], "totals": self.totals(),
+               "reexported": self.reexported(),
                "exit_code": int(self.exit_code), "interrupted": self.interrupted,
                "seconds": round(self.seconds, 3)}
         for name in ("region_split", "bulk_load", "spark"):
@@ -123,7 +137,9 @@ class Progress:
             self.bar.update(1)
             self._postfix()
         else:
-            line = (f"slice {report.slice} {report.status}: rows={report.rows} "
+            status = "re-exported" if report.reexport and report.status == "done" \
+                else report.status
+            line = (f"slice {report.slice} {status}: rows={report.rows} "
                     f"indexed={report.indexed} stale={report.stale} failed={report.failed} "
                     f"in {report.seconds:.1f}s")
             if report.error:
@@ -161,14 +177,20 @@ def slice_window(start_ms: int, end_ms: int) -> str:
 
 def summary_table(report: RunReport) -> str:
     """The end-of-run table: one line per slice, then totals."""
-    rows = [(slice_window(s.slice.start_ms, s.slice.end_ms), s.status, str(s.rows),
+    rows = [(slice_window(s.slice.start_ms, s.slice.end_ms),
+             "re-exported" if s.reexport and s.status == "done" else s.status, str(s.rows),
              str(s.indexed), str(s.stale), str(s.failed), f"{s.seconds:.1f}")
             for s in report.slices]
-    t = report.totals()
-    total = (f"total ({len(report.slices)} slices)", "", str(t["rows"]), str(t["indexed"]),
-             str(t["stale"]), str(t["failed"]), f"{report.seconds:.1f}")
-    return render_table(("slice", "status", "rows", "indexed", "stale", "failed", "seconds"),
-                        rows, total)
+    t, again = report.totals(), report.reexported()
+    total = (f"total ({len(report.slices) - again['slices']} slices)", "", str(t["rows"]),
+             str(t["indexed"]), str(t["stale"]), str(t["failed"]), f"{report.seconds:.1f}")
+    table = render_table(("slice", "status", "rows", "indexed", "stale", "failed", "seconds"),
+                         rows, total)
+    if not again["slices"]:
+        return table
+    return (f"{table}\nre-exported ({again['slices']} done slices, --lookback; not in the "
+            f"total, their counts replace the earlier ones): rows={again['rows']} "
+            f"indexed={again['indexed']} stale={again['stale']} failed={again['failed']}")
 
 
 def write_json(path: str, data: dict) -> None:
