@@ -197,6 +197,7 @@ KEYS = [
     # An explicit 0 from the environment is a value, not "not given".
     ("--max-errors", "run.max_errors", 1, "0", "2", (1, 0, 2)),
     ("--ledger", "run.ledger", "f.db", "e.db", "g.db", ("f.db", "e.db", "g.db")),
+    ("--lookback", "run.lookback", "10s", "20m", "30s", ("10s", "20m", "30s")),
     ("--executor", "run.executor", "spark", "local", "spark", ("spark", "local", "spark")),
     ("--spark-master", "spark.master", "local[1]", "local[2]", "local[3]",
      ("local[1]", "local[2]", "local[3]")),

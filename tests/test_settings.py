@@ -204,3 +204,36 @@ def test_a_false_override_beats_a_true_in_the_file(tmp_path):
     s = _load("[run]\nresume = true\nquiet = true\n", tmp_path, run__resume=False,
               run__quiet=None)
     assert (s.run.resume, s.run.quiet) == (False, True)
+
+
+# --------------------------------------------------------------------------- run.lookback
+
+
+@pytest.mark.parametrize("text,ms", [("30s", 30_000), ("10m", 600_000), ("1h30m", 5_400_000),
+                                     ("500ms", 500)])
+def test_a_lookback_is_a_duration_in_ms(tmp_path, text, ms):
+    from_file = _load(f"[run]\nlookback = \"{text}\"\n", tmp_path)
+    assert (from_file.run.lookback, from_file.lookback_ms) == (text, ms)
+    assert _load(run__lookback=text).lookback_ms == ms
+
+
+def test_no_lookback_is_zero_ms():
+    s = _load()
+    assert (s.run.lookback, s.lookback_ms) == (None, 0)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("0s", "must be greater than zero"), ("0", "expected a number with a unit"),
+    ("-30s", "must be greater than 0, got '-30s'"), ("- 5m", "must be greater than 0"),
+    ("soon", "invalid duration 'soon'"), ("30", "expected a number with a unit"),
+])
+def test_a_zero_negative_or_unreadable_lookback_is_one_line_naming_the_key(tmp_path, text,
+                                                                          needle):
+    for message in (_error(run__lookback=text),
+                    _error(f"[run]\nlookback = \"{text}\"\n", tmp_path)):
+        assert "run.lookback" in message and needle in message, message
+    assert "job.toml" in message  # the file it came from
+
+
+def test_a_lookback_that_is_not_text_names_the_key(tmp_path):
+    assert "run.lookback must be a string" in _error("[run]\nlookback = 30\n", tmp_path)
