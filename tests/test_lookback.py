@@ -21,7 +21,7 @@ from helpers import T0, free_port, read_index, read_report, run_cli, table_name,
 
 from hbase2es.run.export import _todo, _write_ledger, exit_code
 from hbase2es.run.ledger import Ledger, contiguous_run, job_definition
-from hbase2es.run.plan import describe_plan, lookback_slices, plan_run, reexported
+from hbase2es.run.plan import lookback_slices, plan_run, reexported
 from hbase2es.run.report import RunReport, SliceReport, summary_table
 from hbase2es.run.status import ledger_status, render_status
 from hbase2es.settings import load_settings
