@@ -243,6 +243,9 @@ def cli():
          "No refresh and no replicas while writing; the previous settings are put "
          "back when the run ends, also after a failure or Ctrl-C.")
 @SPLIT_BY_REGION
+@_switch("refresh",
+         "Refresh the indices written to when the export ends, so its documents are "
+         "searchable at once (default: on; --bulk-load refreshes anyway).")
 @_setting("run.executor", "--executor", name="executor", type=click.Choice(EXECUTORS),
           help="Where slices run: our own worker processes (local, the default) or Spark "
                "tasks (needs pip install 'hbase2es[spark]').")
