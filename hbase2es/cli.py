@@ -348,6 +348,29 @@ def status(ledger: str, as_json: bool):
                else render_status(data))
 
 
+@cli.command()
+@click.option("--hbase", "hbase", required=True, callback=_hbase_address, metavar="HOST:PORT",
+              envvar=_env("hbase"), help="HBase Thrift1 server.")
+@click.option("--table", required=True, envvar=_env("table"), help="HBase table to sample.")
+@click.option("--es", "es_hosts", multiple=True, metavar="URL", envvar=_env("es"),
+              help="Elasticsearch URL (repeat for several nodes); also writes the mappings "
+                   "for --create-index.")
+@click.option("--sample", type=click.IntRange(min=1), default=1_000, show_default=True,
+              metavar="N", help="Rows to sample, spread over the table's regions.")
+@click.option("-o", "--output", default="job.toml", show_default=True,
+              type=click.Path(dir_okay=False), help="The job file to write.")
+@click.option("--force", is_flag=True, help="Write over an existing job file.")
+def init(hbase, table: str, es_hosts: tuple[str, ...], sample: int, output: str, force: bool):
+    """Sample a table and write a commented job file (columns, types, window) for export."""
+    from .run.init import run_init
+    from .settings import HBaseSettings
+
+    setup_logging("warning")
+    host, port = hbase
+    click.echo(run_init(HBaseSettings(host=host, port=port, table=table), es_hosts or None,
+                        sample, output, force))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="hbase2es")
