@@ -252,6 +252,9 @@ def cli():
          "No refresh and no replicas while writing; the previous settings are put "
          "back when the run ends, also after a failure or Ctrl-C.")
 @SPLIT_BY_REGION
+@_switch("refresh",
+         "Refresh the indices written to when the export ends, so its documents are "
+         "searchable at once (default: on; --bulk-load refreshes anyway).")
 @_setting("run.executor", "--executor", name="executor", type=click.Choice(EXECUTORS),
           help="Where slices run: our own worker processes (local, the default) or Spark "
                "tasks (needs pip install 'hbase2es[spark]').")
@@ -363,6 +366,29 @@ def status(ledger: str, as_json: bool):
     data = ledger_status(ledger)
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json
                else render_status(data))
+
+
+@cli.command()
+@click.option("--hbase", "hbase", required=True, callback=_hbase_address, metavar="HOST:PORT",
+              envvar=_env("hbase"), help="HBase Thrift1 server.")
+@click.option("--table", required=True, envvar=_env("table"), help="HBase table to sample.")
+@click.option("--es", "es_hosts", multiple=True, metavar="URL", envvar=_env("es"),
+              help="Elasticsearch URL (repeat for several nodes); also writes the mappings "
+                   "for --create-index.")
+@click.option("--sample", type=click.IntRange(min=1), default=1_000, show_default=True,
+              metavar="N", help="Rows to sample, spread over the table's regions.")
+@click.option("-o", "--output", default="job.toml", show_default=True,
+              type=click.Path(dir_okay=False), help="The job file to write.")
+@click.option("--force", is_flag=True, help="Write over an existing job file.")
+def init(hbase, table: str, es_hosts: tuple[str, ...], sample: int, output: str, force: bool):
+    """Sample a table and write a commented job file (columns, types, window) for export."""
+    from .run.init import run_init
+    from .settings import HBaseSettings
+
+    setup_logging("warning")
+    host, port = hbase
+    click.echo(run_init(HBaseSettings(host=host, port=port, table=table), es_hosts or None,
+                        sample, output, force))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -132,6 +132,7 @@ class RunSettings:
     executor: str = "local"  # where slices run: our own process pool, or "spark"
     # One task per table region a slice touches; None = on for the rowkey source only.
     split_by_region: bool | None = None
+    refresh: bool = True  # refresh the indices written to when the export ends
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from hbase2es.cli import SETTING_OF, build_settings, cli
 from hbase2es.settings import BOOLEAN_WORDS, SECTIONS, Settings
 
 # Every boolean setting the command line can set, as the user types it.
-SWITCHES = ["quiet", "resume", "incremental", "create_index", "bulk_load", "split_by_region"]
+SWITCHES = ["quiet", "resume", "incremental", "create_index", "bulk_load", "split_by_region",
+            "refresh"]
 FALSE_WORDS = ["false", "0", "no", "off", "OFF", "False"]
 TRUE_WORDS = ["true", "1", "yes", "on", "YES", "True"]
 

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from ..errors import ExitCode
 from ..hbase.regions import table_regions
 from ..pool import Outcome, Progress as ProgressEvent, Started
-from ..search import indexsetup
+from ..search import engine, indexsetup
 from ..settings import Settings
 from .executors import EXECUTORS
 from .ledger import Ledger, job_definition
@@ -57,6 +57,7 @@ def run_export(settings: Settings) -> RunReport:
                 # bulk-load settings put back however the run ends.
                 with indexsetup.prepared_indices(settings, [e.slice for e in todo], report):
                     _SliceRun(settings, todo, report, ledger).run(stop)
+                refresh_written(settings, report)
         except KeyboardInterrupt:  # forced stop: the report still tells the truth
             report.interrupted = True
             for entry in todo:
@@ -70,6 +71,32 @@ def run_export(settings: Settings) -> RunReport:
         report.seconds = time.monotonic() - started
         report.exit_code = exit_code(report, run.max_errors)
         return report
+
+
+def refresh_written(settings: Settings, report: RunReport) -> list[str]:
+    """Refresh the indices this run wrote to, so a search right after the run finds its
+    documents; returns the names asked for. A failure is a warning: the documents are
+    written and become searchable at the next periodic refresh."""
+    if not settings.run.refresh or report.interrupted:
+        return []
+    written = [e.slice for e in report.slices if e.indexed > 0]
+    names = indexsetup.index_names(settings, written) if written else []
+    if settings.run.bulk_load and report.bulk_load:  # restoring those refreshed them already
+        names = [n for n in names if n not in set(report.bulk_load.get("indices", ()))]
+    if not names:
+        return []
+    client = engine.make_client(settings.elasticsearch)
+    try:
+        step = indexsetup.NAMES_PER_REQUEST  # one call, unless the names would not fit a URL
+        for i in range(0, len(names), step):
+            engine.refresh(client, ",".join(names[i:i + step]), ignore_unavailable=True)
+    except (*engine.API_ERRORS, *engine.CONNECTION_ERRORS) as exc:
+        log.warning("could not refresh %s (%s: %s): the documents become searchable within "
+                    "the indices' refresh interval", ", ".join(names[:5]), type(exc).__name__,
+                    engine.error_reason(exc)[:200])
+    finally:
+        client.close()
+    return names
 
 
 def _todo(report: RunReport, ledger: Ledger | None, *, resuming: bool,

@@ -95,8 +95,12 @@ def mget(client: Elasticsearch, index: str, ids: list[str], *, source: bool = Fa
     return client.mget(index=index, body={"ids": ids}, _source=source)
 
 
-def refresh(client: Elasticsearch, index: str) -> None:
-    client.indices.refresh(index=index)
+def refresh(client: Elasticsearch, index: str, *, ignore_unavailable: bool = False) -> None:
+    """Make what was written to ``index`` (a comma-separated list) searchable now."""
+    if ignore_unavailable:  # names a run may not have written to after all
+        client.indices.refresh(index=index, ignore_unavailable=True)
+    else:
+        client.indices.refresh(index=index)
 
 
 def error_type(exc: BaseException) -> str | None:
