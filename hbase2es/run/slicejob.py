@@ -25,7 +25,6 @@ from ..hbase import open_reader
 from ..indexname import IndexTemplate
 from ..mapping import DecodeError, build_document, document_id
 from ..search import engine
-from ..search.chunking import index_action
 from ..search.deadletter import DeadLetterFile, dead_letter_record
 from ..search.writer import BulkWriter, Rejection
 from ..settings import Settings
@@ -198,7 +197,7 @@ class SliceExporter:
                                       "; ".join(str(e) for e in errors), document)
                     continue
                 counts.skipped_fields += len(errors)
-            writer.add(index_action(render(t), document_id(key), t, document), counts.mark(key))
+            writer.index(render(t), document_id(key), t, document, counts.mark(key))
             counts.maybe_report()
 
     def _result(self, task: SliceTask, counts: _SliceCounts, started: float,
