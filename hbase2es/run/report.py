@@ -36,12 +36,17 @@ class SliceReport:
     resume: Checkpoint | None = None  # where --resume starts this slice (not reported)
     resumed_after: int = 0  # rows a previous run had settled before this one resumed
     rows_read: int = 0  # rows the scans returned, in the slice or not (read amplification)
+    moved: int = 0  # older copies of updated rows deleted from other indices (search.copies)
+    move_conflicts: int = 0  # copies not deleted: a newer write reached them first
 
     def to_dict(self) -> dict:
         out = {"index": self.slice.index, "start": format_time(self.slice.start_ms),
                "end": format_time(self.slice.end_ms), "rows": self.rows, "indexed": self.indexed,
                "stale": self.stale, "failed": self.failed, "seconds": self.seconds,
-               "status": self.status, "attempts": self.attempts, "rows_read": self.rows_read}
+               "status": self.status, "attempts": self.attempts, "rows_read": self.rows_read,
+               "moved": self.moved}
+        if self.move_conflicts:
+            out["move_conflicts"] = self.move_conflicts
         if self.error:
             out["error"] = self.error
         if self.skipped_fields:
@@ -126,6 +131,8 @@ class Progress:
             line = (f"slice {report.slice} {report.status}: rows={report.rows} "
                     f"indexed={report.indexed} stale={report.stale} failed={report.failed} "
                     f"in {report.seconds:.1f}s")
+            if report.moved:
+                line += f", {report.moved} older copies deleted from other indices"
             if report.error:
                 line += f" ({report.error})"
             (log.warning if report.status == "failed" else log.info)(line)
@@ -167,8 +174,13 @@ def summary_table(report: RunReport) -> str:
     t = report.totals()
     total = (f"total ({len(report.slices)} slices)", "", str(t["rows"]), str(t["indexed"]),
              str(t["stale"]), str(t["failed"]), f"{report.seconds:.1f}")
-    return render_table(("slice", "status", "rows", "indexed", "stale", "failed", "seconds"),
-                        rows, total)
+    table = render_table(("slice", "status", "rows", "indexed", "stale", "failed", "seconds"),
+                         rows, total)
+    moved = sum(s.moved for s in report.slices)
+    if moved:
+        table += (f"\nmoved: {moved} older copies of updated rows deleted from other indices "
+                  "of the template")
+    return table
 
 
 def write_json(path: str, data: dict) -> None:
