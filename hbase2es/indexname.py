@@ -7,6 +7,7 @@ created and checked first.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from .timewindow import format_time
@@ -40,6 +41,9 @@ _DIRECTIVE_UNIT_MS = {
     "M": _MINUTE_MS,
     "S": _SECOND_MS,
 }
+# What each directive can print, for telling the template's own names from other names
+# its wildcard matches (%Y prints fewer digits before the year 1000).
+_DIRECTIVE_REGEX = {"Y": r"\d{1,4}", "G": r"\d{1,4}", "j": r"\d{3}", "u": r"\d", "w": r"\d"}
 _FORBIDDEN_INDEX_CHARS = set('\\/*?"<>| ,#:')
 
 
@@ -57,6 +61,7 @@ class IndexTemplate:
         self._fixed_offset_ms = tz.utcoffset(None) // _ONE_MS if isinstance(tz, timezone) else None
         self._names: dict[int, str] = {}
         self._last: tuple[int, str] | None = None
+        self._wildcard, self._name_re = _wildcard_and_regex(literal, pattern)
         sample = self._static_name if self._static_name is not None else self._name_for_key(0)
         _check_rendered_name(template, sample)
 
@@ -77,6 +82,16 @@ class IndexTemplate:
 
     def __repr__(self) -> str:
         return f"IndexTemplate({self._template!r}, tz={self._tz})"
+
+    def wildcard(self) -> str:
+        """An index pattern covering every name the template can produce: ``x-*`` for
+        ``x-{time:%Y.%m.%d}``, the name itself for a fixed one. It may match other
+        indices too (``x-archive``); ``matches`` tells the template's own apart."""
+        return self._wildcard
+
+    def matches(self, name: str) -> bool:
+        """True when ``name`` has the form of a name the template produces."""
+        return self._name_re.fullmatch(name) is not None
 
     def render(self, row_time_ms: int) -> str:
         """The index name for a row at row_time_ms."""
@@ -166,6 +181,29 @@ class IndexTemplate:
                 f"index template {self._template!r}: row time is outside the years 1 to 9999"
             ) from None
         return local.strftime(self._pattern)
+
+
+def _wildcard_and_regex(literal: str, pattern: str | None) -> tuple[str, re.Pattern]:
+    """The wildcard (each run of time directives becomes ``*``) and the regex of the names
+    a template produces, from its strftime pattern."""
+    if pattern is None:
+        return literal, re.compile(re.escape(literal))
+    wildcard: list[str] = []
+    regex: list[str] = []
+    position = 0
+    while position < len(pattern):
+        char = pattern[position]
+        directive = pattern[position + 1 : position + 2] if char == "%" else ""
+        if directive and directive != "%":
+            if not wildcard or wildcard[-1] != "*":
+                wildcard.append("*")
+            regex.append(_DIRECTIVE_REGEX.get(directive, r"\d\d"))
+            position += 2
+            continue
+        wildcard.append(char)
+        regex.append(re.escape(char))
+        position += 2 if directive == "%" else 1
+    return "".join(wildcard), re.compile("".join(regex))
 
 
 def _parse_template(template: str) -> tuple[str, str | None, int]:

@@ -181,19 +181,55 @@ def test_whole_request_connection_errors_are_retried():
     assert send.payloads[0] == send.payloads[2]
 
 
-def test_whole_request_busy_status_is_retried_but_a_bad_request_is_raised():
+def test_whole_request_busy_status_is_retried_but_a_refused_request_is_not():
     send = FakeSend(_api_error(503), _answer(201))
     writer = _writer(send)
     writer.add(_item("a"), "a")
     writer.flush()
     assert writer.counts.indexed == 1 and writer.counts.requests == 2
 
+    # A 400 about a bulk of one document is that document's failure, never retried.
+    failures: list[Rejection] = []
     bad = FakeSend(_api_error(400))
-    writer = _writer(bad)
+    writer = _writer(bad, failures=failures)
     writer.add(_item("a"), "a")
-    with pytest.raises(es_compat.API_ERRORS):
-        writer.flush()
-    assert len(bad.payloads) == 1  # a 400 is never retried
+    writer.flush()
+    assert len(bad.payloads) == 1 and writer.counts.failed == 1
+    assert [(f.key, f.status) for f in failures] == [("a", 400)]
+
+    # Credentials are not a document's fault: raised, nothing counted.
+    for status in (401, 403, 406):
+        denied = FakeSend(_api_error(status))
+        writer = _writer(denied)
+        writer.add(_item("a"), "a")
+        with pytest.raises(es_compat.API_ERRORS):
+            writer.flush()
+        assert len(denied.payloads) == 1 and writer.counts.failed == 0
+
+
+def test_whole_request_400_is_halved_until_the_document_it_is_about_is_alone():
+    """The fake answers 400 to any bulk holding r5, as Elasticsearch does for an action it
+    validates per request; the rest must be indexed and settled once, at the last key."""
+    def answer(payload):
+        ids = _ids(payload)
+        if "r5" in ids:
+            raise _api_error(400)
+        return _answer(*[201] * len(ids))
+
+    send = FakeSend(*[answer] * 50)
+    failures: list[Rejection] = []
+    settled: list = []
+    writer = _writer(send, failures=failures)
+    writer.on_settled = settled.append
+    for i in range(8):
+        writer.add(_item(f"r{i}"), f"r{i}")
+    writer.flush()
+    c = writer.counts
+    assert (c.indexed, c.failed) == (7, 1) and [f.key for f in failures] == ["r5"]
+    assert settled == ["r7"]
+    assert [_ids(p) for p in send.payloads] == [
+        [f"r{i}" for i in range(8)], ["r0", "r1", "r2", "r3"], ["r4", "r5", "r6", "r7"],
+        ["r4", "r5"], ["r4"], ["r5"], ["r6", "r7"]]
 
 
 def test_unreachable_past_the_deadline_raises_unavailable_naming_the_cause():

@@ -189,6 +189,7 @@ def _record(entry: SliceReport, outcome: Outcome) -> None:
     entry.skipped_fields = r.skipped_fields
     entry.resumed_after = r.resumed_after
     entry.rows_read = r.rows_read
+    entry.moved, entry.move_conflicts = r.moved, r.move_conflicts
     if r.skipped_fields:
         log.warning("slice %s: left %d undecodable value(s) out of their documents "
                     "(on_decode_error = skip-field)", entry.slice, r.skipped_fields)

@@ -39,12 +39,17 @@ class SliceReport:
     # A done slice exported again (--lookback): its counts replace the earlier ones in the
     # ledger, so they are not new work and stay out of the run's totals.
     reexport: bool = False
+    moved: int = 0  # older copies of updated rows deleted from other indices (search.copies)
+    move_conflicts: int = 0  # copies not deleted: a newer write reached them first
 
     def to_dict(self) -> dict:
         out = {"index": self.slice.index, "start": format_time(self.slice.start_ms),
                "end": format_time(self.slice.end_ms), "rows": self.rows, "indexed": self.indexed,
                "stale": self.stale, "failed": self.failed, "seconds": self.seconds,
-               "status": self.status, "attempts": self.attempts, "rows_read": self.rows_read}
+               "status": self.status, "attempts": self.attempts, "rows_read": self.rows_read,
+               "moved": self.moved}
+        if self.move_conflicts:
+            out["move_conflicts"] = self.move_conflicts
         if self.error:
             out["error"] = self.error
         if self.skipped_fields:
@@ -142,6 +147,8 @@ class Progress:
             line = (f"slice {report.slice} {status}: rows={report.rows} "
                     f"indexed={report.indexed} stale={report.stale} failed={report.failed} "
                     f"in {report.seconds:.1f}s")
+            if report.moved:
+                line += f", {report.moved} older copies deleted from other indices"
             if report.error:
                 line += f" ({report.error})"
             (log.warning if report.status == "failed" else log.info)(line)
@@ -186,6 +193,10 @@ def summary_table(report: RunReport) -> str:
              str(t["indexed"]), str(t["stale"]), str(t["failed"]), f"{report.seconds:.1f}")
     table = render_table(("slice", "status", "rows", "indexed", "stale", "failed", "seconds"),
                          rows, total)
+    moved = sum(s.moved for s in report.slices)
+    if moved:
+        table += (f"\nmoved: {moved} older copies of updated rows deleted from other indices "
+                  "of the template")
     if not again["slices"]:
         return table
     return (f"{table}\nre-exported ({again['slices']} done slices, --lookback; not in the "

@@ -11,6 +11,11 @@ bulk and the slice's counts up to it. Bulks go out in key order, so every row up
 key is settled. The parent writes it to the ledger, and ``--resume`` starts the slice
 just after that key with those counts, so rows read before and after a cut are each
 counted once.
+
+Moved rows. When rows can move between indices (a time-based index template with the cell
+or column time source), every bulk also deletes the older copies of what it wrote from
+the template's other indices (``search.copies``), before its checkpoint: ``moved`` counts
+them. It counts this attempt's deletions only (a resumed slice does not carry it over).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from ..hbase import open_reader
 from ..indexname import IndexTemplate
 from ..mapping import DecodeError, build_document, document_id
 from ..search import engine
-from ..search.chunking import index_action
+from ..search.copies import CopyRemover
 from ..search.deadletter import DeadLetterFile, dead_letter_record
 from ..search.writer import BulkWriter, Rejection
 from ..settings import Settings
@@ -55,6 +60,8 @@ class SliceResult:
     rows_read: int = 0  # rows the server returned, including those older than the slice
     seconds: float = 0.0
     resumed_after: int = 0  # rows of the counts above that an earlier run had settled
+    moved: int = 0  # older copies of the slice's rows deleted from other indices
+    move_conflicts: int = 0  # copies kept because a newer write reached them first
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,6 +137,12 @@ class SliceExporter:
         self.template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
         self.source = time_source(settings.window)
 
+    def rows_can_move(self) -> bool:
+        """True when a row's index can change: its time comes from cells or a column (an
+        update changes it) and the template turns times into different names. A row-key
+        time never changes for a key."""
+        return not self.template.is_static and self.source.name in ("cell", "column")
+
     def close(self) -> None:
         self.reader.close()
         if self.dead_letters is not None:
@@ -164,16 +177,22 @@ class SliceExporter:
             self._dead_letter(rejection.key.key, slice_, "index", rejection.error_type or
                               f"HTTP {rejection.status}", rejection.reason, rejection.item)
 
+        copies = (CopyRemover(self.client, self.template, es.retry_seconds)
+                  if self.rows_can_move() else None)
         writer = BulkWriter(self.client, max_docs=es.bulk_docs, max_bytes=es.bulk_bytes,
                             retry_seconds=es.retry_seconds, on_failure=rejected,
-                            on_settled=counts.settled)
+                            on_settled=counts.settled,
+                            on_written=copies.after_bulk if copies is not None else None)
         counts.writer = writer
         rows_read_before = self.reader.rows_read
         after = task.resume.last_key if task.resume is not None else None
         for spec in self._scans(task):
             self._export_scan(spec, slice_, after, writer, counts)
         writer.flush()
-        return self._result(task, counts, started, self.reader.rows_read - rows_read_before)
+        result = self._result(task, counts, started, self.reader.rows_read - rows_read_before)
+        if copies is not None:
+            result.moved, result.move_conflicts = copies.moved, copies.conflicts
+        return result
 
     def _export_scan(self, spec, slice_: Slice, after: bytes | None, writer: BulkWriter,
                      counts: _SliceCounts) -> None:
@@ -198,7 +217,7 @@ class SliceExporter:
                                       "; ".join(str(e) for e in errors), document)
                     continue
                 counts.skipped_fields += len(errors)
-            writer.add(index_action(render(t), document_id(key), t, document), counts.mark(key))
+            writer.index(render(t), document_id(key), t, document, counts.mark(key))
             counts.maybe_report()
 
     def _result(self, task: SliceTask, counts: _SliceCounts, started: float,

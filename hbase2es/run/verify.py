@@ -24,7 +24,7 @@ from .stopping import stop_on_signals
 from .verifyjob import (MAX_EXAMPLES, VerifyOptions, VerifySliceResult, close_verifier,
                         open_verifier, verify_slice)
 
-TOTALS = ("rows", "checked", "present", "missing", "older", "compared", "differing")
+TOTALS = ("rows", "checked", "present", "missing", "older", "compared", "differing", "copies")
 
 
 @dataclass
@@ -70,7 +70,7 @@ class VerifyReport:
             entry.update({name: e.count(name) for name in TOTALS})
             if e.result is not None:
                 entry.update(missing_keys=e.result.missing_keys, older_keys=e.result.older_keys,
-                             seconds=e.result.seconds)
+                             copy_keys=e.result.copy_keys, seconds=e.result.seconds)
                 if self.options.compare_fields:
                     entry["differences"] = e.result.differences
             if e.error:
@@ -83,6 +83,7 @@ class VerifyReport:
                 "slices": slices, "totals": self.totals(),
                 "missing_examples": self.examples("missing_keys"),
                 "older_examples": self.examples("older_keys"),
+                "copy_examples": list(dict.fromkeys(self.examples("copy_keys"))),
                 "difference_examples": self.examples("differences"),
                 "exit_code": int(self.exit_code), "interrupted": self.interrupted,
                 "seconds": round(self.seconds, 3)}
@@ -93,7 +94,7 @@ def exit_code(report: VerifyReport) -> ExitCode:
         return ExitCode.INTERRUPTED
     t = report.totals()
     if any(e.status != "done" for e in report.slices) or t["missing"] or t["older"] \
-            or t["differing"]:
+            or t["differing"] or t["copies"]:
         return ExitCode.FAILED
     return ExitCode.OK
 
@@ -178,6 +179,9 @@ def _problem_lines(data: dict) -> list[str]:
     if t["older"]:
         lines.append(f"OLDER: {t['older']} documents hold an older state of their row than "
                      f"HBase, e.g. {', '.join(data['older_examples'])}")
+    if t["copies"]:
+        lines.append(f"COPIES: {t['copies']} documents are older copies of a row in another "
+                     f"index of the template, e.g. {', '.join(data['copy_examples'])}")
     if t["differing"]:
         lines.append(f"DIFFERENT: {t['differing']} documents differ from their rows, e.g.:")
         for d in data["difference_examples"]:

@@ -15,6 +15,12 @@ row-key source needs only the keys; a column source needs only its time column. 
 A document's ``_version`` is the row time it was written from (external versioning), so
 a version older than the row's time means the newer state never arrived ("older"); a
 newer one was written by a later slice and counts as present.
+
+Copies. Under a time-based index template a row's document may sit in another index
+than its slice's (an update moved the row: ``search.copies``), and an older copy may have
+been left behind. So each batch first asks for its ids over the template's indices (one
+``ids`` search, refreshed documents only): the newest copy is the row's document, looked
+up where it is, and every other copy counts in ``copies`` (verify then fails).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from ..hbase import open_reader
 from ..indexname import IndexTemplate
 from ..mapping import build_document, document_id
 from ..search import engine
+from ..search.copies import find_copies, newest_copies
 from ..settings import Settings
 from ..timesource import time_source
 from ..timewindow import Slice
@@ -67,6 +74,10 @@ class VerifySliceResult:
     differing: int = 0  # compared documents with at least one differing field
     missing_keys: list[str] = field(default_factory=list)  # document ids (text or b64:)
     older_keys: list[str] = field(default_factory=list)
+    # Documents of checked rows in other indices than the row's newest one; like rows, a
+    # row checked by two slices counts in both.
+    copies: int = 0
+    copy_keys: list[str] = field(default_factory=list)  # "index/id" of such copies
     differences: list[dict] = field(default_factory=list)
     rows_read: int = 0
     seconds: float = 0.0
@@ -174,11 +185,27 @@ class SliceVerifier:
         result.seconds = round(time.monotonic() - started, 3)
         return result
 
+    def _locate(self, batch: list[tuple], result: VerifySliceResult) -> dict[bytes, str]:
+        """Under a time-based template: the index of each row's newest copy, and every
+        other copy counted in ``result``."""
+        if self.template.is_static:
+            return {}
+        ids = {document_id(key): key for key, _, _ in batch}
+        copies = find_copies(self.client, self.template, sorted(ids))
+        newest = newest_copies(copies)
+        for copy in copies:
+            if copy != newest[copy.id]:
+                result.copies += 1
+                if len(result.copy_keys) < MAX_EXAMPLES:
+                    result.copy_keys.append(f"{copy.index}/{copy.id}")
+        return {ids[doc_id]: copy.index for doc_id, copy in newest.items()}
+
     def _check(self, batch: list[tuple], result: VerifySliceResult) -> None:
         by_index: dict[str, list[tuple]] = {}
         render = self.template.render
+        located = self._locate(batch, result)
         for item in batch:
-            by_index.setdefault(render(item[1]), []).append(item)
+            by_index.setdefault(located.get(item[0]) or render(item[1]), []).append(item)
         for index, items in by_index.items():
             ids = [document_id(key) for key, _, _ in items]
             response = engine.mget(self.client, index, ids, source=self.options.compare_fields)

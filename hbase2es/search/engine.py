@@ -95,6 +95,18 @@ def mget(client: Elasticsearch, index: str, ids: list[str], *, source: bool = Fa
     return client.mget(index=index, body={"ids": ids}, _source=source)
 
 
+def find_ids(client: Elasticsearch, pattern: str, ids: list[str], *, size: int) -> dict:
+    """The hits (``_index``, ``_id``, ``_version``; no source) of these ids in the indices
+    ``pattern`` names; indices that do not exist are no error. Sees refreshed documents."""
+    query = {"ids": {"values": ids}}
+    kwargs = dict(index=pattern, size=size, version=True, ignore_unavailable=True,
+                  allow_no_indices=True, track_total_hits=True,
+                  filter_path="hits.total,hits.hits._index,hits.hits._id,hits.hits._version")
+    if MAJOR >= 8:
+        return body(client.search(query=query, source=False, **kwargs))
+    return client.search(body={"query": query, "_source": False}, **kwargs)
+
+
 def refresh(client: Elasticsearch, index: str, *, ignore_unavailable: bool = False) -> None:
     """Make what was written to ``index`` (a comma-separated list) searchable now."""
     if ignore_unavailable:  # names a run may not have written to after all

@@ -9,6 +9,14 @@ Per-document outcomes of a bulk request:
 - anything else (mapping errors, 400s): failed, handed to ``on_failure`` (dead letters).
 A whole request that fails with a connection error or a busy status is retried the same
 way; past the deadline the slice fails with UnavailableError.
+
+One document must not take its bulk down. ``index()`` checks each document for what the
+engines validate per request (``chunking.document_problem``: id over 512 bytes, a version
+out of range) and never sends one that would fail: it fails alone, with its chunk. A bulk
+refused as a whole with 400 or 413 anyway is cut in halves, and the halves again, until
+the documents the refusal is about are alone; each of those fails with the refusal's
+error, the others are sent as usual. Other whole-request 4xx (401/403 credentials, 404,
+405, 406 wrong client or endpoint) are about the request, not a document: they are raised.
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ from elasticsearch import Elasticsearch
 from ..backoff import Backoff
 from ..errors import UnavailableError
 from . import engine
-from .chunking import Chunk, Chunker
+from .chunking import Chunk, Chunker, document_problem, index_action
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# A whole bulk refused with these may be refused for one of its documents: split it.
+SPLIT_STATUSES = frozenset({400, 413})
 # Full jitter: many workers retrying one busy cluster must not come back in step.
 BACKOFF = Backoff(base_s=0.5, cap_s=30.0, jitter=1.0)
 # Smaller responses: a bulk answer only needs each item's status and error.
@@ -47,7 +57,7 @@ class Rejection:
     """A document Elasticsearch refused for good."""
 
     key: object  # what the caller passed to add(): row key and slice context
-    status: int
+    status: int  # 0: never sent (index() found what the engine would refuse)
     error_type: str
     reason: str
     item: bytes  # the two NDJSON lines that were sent
@@ -60,7 +70,8 @@ class BulkWriter:
                  retry_seconds: float = 300.0,
                  on_failure: Callable[[Rejection], None] | None = None,
                  on_settled: Callable[[object], None] | None = None,
-                 send: Callable[[bytes], dict] | None = None):
+                 send: Callable[[bytes], dict] | None = None,
+                 on_written: Callable[[list[bytes]], None] | None = None):
         self.client = client
         self.chunker = Chunker(max_docs, max_bytes)
         self.retry_seconds = retry_seconds
@@ -68,12 +79,28 @@ class BulkWriter:
         # Called with the key of a chunk's last item once every item of the chunk is
         # indexed, stale or failed; chunks go out in order, so so is everything before it.
         self.on_settled = on_settled or (lambda key: None)
+        # Called with the items of a chunk that were written (2xx), after every item of the
+        # chunk is settled and before on_settled: the place to act on what was written.
+        self.on_written = on_written
         # The one HTTP call; a test may wrap it to inject per-item rejections.
         self.send = send or (lambda payload: engine.bulk(client, payload,
                                                             filter_path=FILTER_PATH))
         self.counts = BulkCounts()
 
+    def index(self, index: str, doc_id: str, version: int, document: dict, key: object) -> None:
+        """Add one document, unless the engine would refuse its action: then it fails
+        (``on_failure``, status 0) when the chunk it sits in settles, and is never sent."""
+        item = index_action(index, doc_id, version, document)
+        problem = document_problem(doc_id, version)
+        if problem is None:
+            self.add(item, key)
+            return
+        full = self.chunker.refuse(Rejection(key, 0, problem[0], problem[1], item), key)
+        if full is not None:
+            self._send_chunk(full)
+
     def add(self, item: bytes, key: object) -> None:
+        """Add a ready NDJSON item (sent as it is, not checked)."""
         full = self.chunker.add(item, key)
         if full is not None:
             self._send_chunk(full)
@@ -84,20 +111,51 @@ class BulkWriter:
             self._send_chunk(rest)
 
     def _send_chunk(self, chunk: Chunk) -> None:
-        last_key = chunk.keys[-1]
         # One deadline for the chunk, shared by whole-request retries and item retries.
         retry = BACKOFF.budget(seconds=self.retry_seconds)
-        while chunk.items:
-            response = self._request(chunk, retry)
-            chunk = self._settle(chunk, response)
-            if chunk.items:
+        written: list[bytes] = []
+        parts = [chunk] if chunk.items else []
+        while parts:
+            part = parts.pop()
+            try:
+                response = self._request(part, retry)
+            except engine.API_ERRORS as exc:
+                if engine.status_of(exc) not in SPLIT_STATUSES:
+                    raise
+                parts.extend(self._split(part, exc))
+                continue
+            again = self._settle(part, response, written)
+            if again.items:
                 if not retry.failed():
                     raise UnavailableError(
-                        f"Elasticsearch kept refusing {len(chunk)} documents as busy for "
+                        f"Elasticsearch kept refusing {len(again)} documents as busy for "
                         f"{self.retry_seconds:.0f}s")
-                self.counts.retried += len(chunk)
+                self.counts.retried += len(again)
                 retry.wait()
-        self.on_settled(last_key)
+                parts.append(again)
+        for rejection in chunk.refused:
+            self._fail(rejection)
+        if written and self.on_written is not None:
+            self.on_written(written)
+        self.on_settled(chunk.last_key)
+
+    def _split(self, part: Chunk, exc: BaseException) -> list[Chunk]:
+        """The halves of a bulk refused as a whole (second half first: parts is a stack),
+        or nothing when the refusal is about its only document, which then fails."""
+        if len(part) > 1:
+            first, second = part.halves()
+            log.warning("a bulk of %d documents was refused as a whole (HTTP %s: %s); "
+                        "sending it in halves to find the documents it is about", len(part),
+                        engine.status_of(exc), engine.error_reason(exc)[:200])
+            return [second, first]
+        status = engine.status_of(exc) or 0
+        self._fail(Rejection(part.keys[0], status, engine.error_type(exc) or f"HTTP {status}",
+                             engine.error_reason(exc)[:1000], part.items[0]))
+        return []
+
+    def _fail(self, rejection: Rejection) -> None:
+        self.counts.failed += 1
+        self.on_failure(rejection)
 
     def _request(self, chunk: Chunk, retry) -> dict:
         """One bulk request, retried whole while the cluster is unreachable or busy."""
@@ -120,8 +178,9 @@ class BulkWriter:
             log.warning("bulk request failed (%s); retrying in %.1fs", cause[:200], delay)
             retry.wait(delay)
 
-    def _settle(self, chunk: Chunk, response: dict) -> Chunk:
-        """Count a response's items; return the chunk of items to send again."""
+    def _settle(self, chunk: Chunk, response: dict, written: list[bytes]) -> Chunk:
+        """Count a response's items, adding the written ones to ``written``; return the
+        chunk of items to send again."""
         # Every document must be confirmed by its own item, even when "errors" is false.
         items = response.get("items") or ()
         if len(items) != len(chunk):
@@ -129,6 +188,7 @@ class BulkWriter:
                                    f"{len(chunk)}")
         if not response.get("errors"):
             self.counts.indexed += len(chunk)
+            written.extend(chunk.items)
             return Chunk()
         again = Chunk()
         for result, item, key in zip(items, chunk.items, chunk.keys):
@@ -136,13 +196,13 @@ class BulkWriter:
             status = outcome.get("status", 0)
             if 200 <= status < 300:
                 self.counts.indexed += 1
+                written.append(item)
             elif status == 409:
                 self.counts.stale += 1
             elif status in RETRY_STATUSES:
                 again.add(item, key)
             else:
                 error = outcome.get("error") or {}
-                self.counts.failed += 1
-                self.on_failure(Rejection(key, status, str(error.get("type", "")),
-                                          str(error.get("reason", ""))[:1000], item))
+                self._fail(Rejection(key, status, str(error.get("type", "")),
+                                     str(error.get("reason", ""))[:1000], item))
         return again
