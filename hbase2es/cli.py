@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -20,6 +21,7 @@ from . import __version__
 from .errors import ConfigError, ExitCode, Hbase2esError
 from .run.report import setup_logging, summary_table, write_json
 from .settings import EXECUTORS, LOG_LEVELS, Settings, load_settings, parse_bool
+from .signals import STOP_SIGNALS
 
 log = logging.getLogger("hbase2es")
 
@@ -256,6 +258,7 @@ def cli():
 def export(**params):
     """Export the rows of a time window from HBase into Elasticsearch."""
     from .run.export import run_export
+    from .run.stopping import command_stop
 
     settings = build_settings(click.get_current_context())
     _check_output_dirs(settings)
@@ -263,12 +266,16 @@ def export(**params):
         from .run.spark import require_pyspark
 
         require_pyspark()
-    report = run_export(settings)
-    click.echo(summary_table(report))
-    if settings.run.report:
-        write_json(settings.run.report, report.to_dict())
-    if report.exit_code == ExitCode.INTERRUPTED:
-        click.echo("hbase2es: interrupted; running slices were finished or stopped", err=True)
+    # One signal handler from before the run until the report is written: a late Ctrl-C
+    # or SIGTERM is only logged, it cannot lose the report or turn exit 130 into 143.
+    with command_stop() as stop:
+        report = run_export(settings, stop)
+        if settings.run.report:  # first: a stdout nobody reads must not hold the report back
+            write_json(settings.run.report, report.to_dict())
+        click.echo(summary_table(report))
+        if report.exit_code == ExitCode.INTERRUPTED:
+            click.echo("hbase2es: interrupted; running slices were finished or stopped",
+                       err=True)
     sys.exit(int(report.exit_code))
 
 
@@ -313,21 +320,25 @@ def plan(as_json: bool, sample: int | None, **params):
 @REPORT
 def verify(sample: int | None, compare_fields: bool, as_json: bool, **params):
     """Check that every row of the window has its document in Elasticsearch (exit 1 if not)."""
+    from .run.stopping import command_stop
     from .run.verify import problem_summary, render_verify, run_verify
 
     settings = build_settings(click.get_current_context())
     _check_output_dirs(settings)
-    data = run_verify(settings, sample=sample, compare_fields=compare_fields).to_dict()
-    if as_json:
-        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-        if data["exit_code"] == ExitCode.FAILED and problem_summary(data):
-            click.echo(f"hbase2es: {problem_summary(data)}", err=True)
-    else:
-        click.echo(render_verify(data))
-    if settings.run.report:
-        write_json(settings.run.report, data)
-    if data["interrupted"]:
-        click.echo("hbase2es: interrupted; the result covers the slices checked so far", err=True)
+    with command_stop() as stop:  # as in export: signals cannot stop the report being written
+        data = run_verify(settings, sample=sample, compare_fields=compare_fields,
+                          stop=stop).to_dict()
+        if settings.run.report:
+            write_json(settings.run.report, data)
+        if as_json:
+            click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+            if data["exit_code"] == ExitCode.FAILED and problem_summary(data):
+                click.echo(f"hbase2es: {problem_summary(data)}", err=True)
+        else:
+            click.echo(render_verify(data))
+        if data["interrupted"]:
+            click.echo("hbase2es: interrupted; the result covers the slices checked so far",
+                       err=True)
     sys.exit(int(data["exit_code"]))
 
 
@@ -347,7 +358,13 @@ def status(ledger: str, as_json: bool):
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    cli.main(args=argv, prog_name="hbase2es")
+    try:
+        cli.main(args=argv, prog_name="hbase2es")
+    finally:
+        # The command is over, its report written: a Ctrl-C or SIGTERM while the process
+        # exits must not turn the exit code into the signal's (130 into 143, or -2).
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 __all__ = ["cli", "main", "ConfigError"]
