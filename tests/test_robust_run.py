@@ -283,3 +283,98 @@ def test_verify_signal_while_its_table_is_printed_cannot_kill_it(servers, loaded
     assert rc == 0, f"exit {rc}\n{run.output()}"
     assert "OK: all 0 checked rows" in out
     assert read_report(report)["exit_code"] == 0
+
+
+# --------------------------------------------------------------------------- item 7: wrong API
+
+
+def one_error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert lines[0].startswith("hbase2es: error: "), lines
+    return lines[0]
+
+
+def test_thrift1_api_pointed_at_a_thrift2_server_says_so_and_names_the_setting(
+        servers, thrift2_address, table, index):
+    result = run_cli(["export", "--hbase", thrift2_address, "--table", table_name(table),
+                      "--es", servers.es, "--index", index, "--start", T0, "--end", T0 + 60_000,
+                      "--slice", "1m"], expect_exit=3)
+    line = one_error_line(result)
+    assert "Thrift2 server" in line and 'api = "thrift2"' in line, line
+    assert "transport" not in line and "-f" not in line, line  # not a transport mismatch
+    assert "b\"" not in line and "b'" not in line, line  # the server's words, not a bytes repr
+
+
+def test_thrift2_api_pointed_at_a_thrift1_server_says_so_and_names_the_setting(
+        servers, table, index, tmp_path):
+    cfg = write_config(tmp_path / "t2.toml", '[hbase]\napi = "thrift2"\n')
+    result = run_cli(["export", "--config", cfg, "--hbase", servers.hbase, "--table",
+                      table_name(table), "--es", servers.es, "--index", index, "--start", T0,
+                      "--end", T0 + 60_000, "--slice", "1m"], expect_exit=3)
+    line = one_error_line(result)
+    assert "Thrift1 server" in line and 'api = "thrift1"' in line, line
+
+
+# --------------------------------------------------------------------------- item 8: retries
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_killed_worker_logs_which_slice_runs_again_and_why(servers, loaded, index, tmp_path):
+    ledger, report = tmp_path / "job.db", tmp_path / "report.json"
+    args = command("export", job_config(tmp_path), servers, loaded, index, DATA_START, END,
+                   "--workers", "2", "--ledger", ledger, "--report", report)
+    with ExportProcess(args, tmp_path, "killed-worker") as run:
+        wait_done(ledger, run, 1)
+        wait_for(lambda: sum(s == "running" for s in ledger_statuses(ledger).values()) == 2,
+                 60, "two running slices", interval=0.05)
+        victim = worker_pids(run.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        rc = run.wait(180)
+    assert rc == 0, run.output()
+    retried = [s for s in read_report(report)["slices"] if s["attempts"] > 1]
+    assert len(retried) == 1, read_report(report)["slices"]
+    slice_text = f"[{retried[0]['start']}, {retried[0]['end']})"
+    lines = [line for line in run.stderr.splitlines() if "running it again" in line]
+    assert len(lines) == 1, run.output()
+    assert " WARNING " in lines[0] and slice_text in lines[0], lines[0]
+    assert f"worker {victim} died with signal 9 (SIGKILL)" in lines[0], lines[0]
+    assert "(attempt 2 of 3)" in lines[0], lines[0]
+
+
+# --------------------------------------------------------------------------- item 10: ledgers
+
+
+def foreign_database(path: Path) -> bytes:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO customers VALUES (1, 'ada')")
+    return path.read_bytes()
+
+
+def test_export_refuses_a_ledger_that_is_another_sqlite_database(servers, table, index,
+                                                                 tmp_path):
+    put_row(table, "r1", {"cf:a": "x"}, T0 + 1)
+    other = tmp_path / "crm.db"
+    before = foreign_database(other)
+    result = run_cli(["export", "--hbase", servers.hbase, "--table", table_name(table),
+                      "--es", servers.es, "--index", index, "--start", T0,
+                      "--end", T0 + 60_000, "--slice", "1m", "--ledger", other], expect_exit=2)
+    line = one_error_line(result)
+    assert str(other) in line and "not a ledger" in line and "customers" in line, line
+    assert other.read_bytes() == before
+    with sqlite3.connect(other) as db:
+        assert [n for (n,) in db.execute("SELECT name FROM sqlite_master")] == ["customers"]
+
+
+def test_status_refuses_another_sqlite_database_and_a_file_that_is_no_database(tmp_path):
+    other = tmp_path / "crm.db"
+    before = foreign_database(other)
+    line = one_error_line(run_cli(["status", "--ledger", other], expect_exit=2))
+    assert str(other) in line, line
+    assert other.read_bytes() == before
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n")
+    line = one_error_line(run_cli(["status", "--ledger", text, "--json"], expect_exit=2))
+    assert str(text) in line and "not a database" in line, line
