@@ -284,24 +284,33 @@ def export(**params):
 @AS_JSON
 # --sample of plan and of verify share a name, not a meaning: documents vs. rows per slice.
 @click.option("--sample", type=click.IntRange(min=1), metavar="N",
-              help="Also print N documents built from the first non-empty slice.")
+              help="Also print N documents built from the first non-empty slice, each as "
+                   "the bulk request sends it: its action line (_index, _id, version) and "
+                   "the document as indented JSON. Values over 200 characters are cut in "
+                   "the text (it says so); with --json they are whole.")
 @SPLIT_BY_REGION
 def plan(as_json: bool, sample: int | None, **params):
     """Show the slices and index names of a window without writing anything."""
     from .hbase.regions import table_regions
-    from .run.plan import describe_plan
-    from .run.preview import render_plan, sample_documents
+    from .run.plan import describe_plan, plan_warnings
+    from .run.preview import render_plan, sample_documents, sample_warnings
 
     settings = build_settings(click.get_current_context())
     # Region pieces need the table's regions. Only an explicit --split-by-region (or
     # [run] split_by_region = true) asks HBase for them, so a plain plan stays offline.
     regions = table_regions(settings.hbase) if settings.run.split_by_region else None
     data = describe_plan(settings, regions)
+    warnings = plan_warnings(settings)
     if sample:
         data["sample"] = sample_documents(settings, sample)
+        documents = [doc["document"] for doc in data["sample"]]
+        warnings += sample_warnings(documents)
         from .search.indexsetup import warn_field_count  # fields of the sample vs. the field limit
 
-        warn_field_count(settings, [doc["document"] for doc in data["sample"]])
+        warn_field_count(settings, documents)
+    for warning in warnings:  # on stderr, and in --json's "warnings"
+        log.warning(warning)
+    data["warnings"] = warnings
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
     else:

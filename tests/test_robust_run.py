@@ -378,3 +378,100 @@ def test_status_refuses_another_sqlite_database_and_a_file_that_is_no_database(t
     text.write_text("not a database\n")
     line = one_error_line(run_cli(["status", "--ledger", text, "--json"], expect_exit=2))
     assert str(text) in line and "not a database" in line, line
+
+
+# --------------------------------------------------------------------------- plan --sample
+
+
+def plan_args(servers, table, index: str, *extra) -> list:
+    return ["plan", "--hbase", servers.hbase, "--es", servers.es, "--table", table_name(table),
+            "--index", index, "--start", T0, "--end", T0 + 60_000, "--slice", "1m", *extra]
+
+
+def sample_blocks(text: str) -> list[tuple[str, str, str]]:
+    """``(title, action line, document JSON)`` of each sample in plan's text output."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("sample ")]
+    blocks = []
+    for n, i in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else len(lines)
+        body = lines[i + 2:end]
+        assert "}" in body, f"no indented JSON document after {lines[i]!r}"
+        closing = body.index("}")  # the document's last line: indented JSON ends with "}"
+        blocks.append((lines[i], lines[i + 1], "\n".join(body[:closing + 1])))
+    return blocks
+
+
+def test_plan_sample_prints_each_document_as_indented_json_as_it_is_sent(servers, table, index):
+    import struct
+
+    put_row(table, "order-1", {"cf:city": "Zürich", "cf:n": struct.pack(">q", 7)}, T0 + 1500)
+    put_row(table, "order-2", {"cf:city": "Lyon", "cf:n": struct.pack(">q", 8)}, T0 + 2500)
+    args = plan_args(servers, table, index, "--sample", "2")
+    full = orjson.loads(run_cli([*args, "--json"]).stdout)["sample"]
+    blocks = sample_blocks(run_cli(args).stdout)
+    assert len(blocks) == 2
+    for (title, action, body), doc in zip(blocks, full):
+        assert title == f"sample {index}/{doc['_id']} (version {doc['version']}):"
+        assert orjson.loads(action) == {"index": {
+            "_index": index, "_id": doc["_id"], "version": doc["version"],
+            "version_type": "external_gte"}}
+        assert body.startswith("{\n  \""), body  # indented JSON, not a Python dict repr
+        assert orjson.loads(body) == doc["document"]
+        assert list(orjson.loads(body)) == list(doc["document"])  # in the order sent
+    assert orjson.loads(blocks[0][2])["cf:city"] == "Zürich"
+
+
+def test_plan_sample_cuts_long_values_and_says_so_while_json_keeps_them(servers, table, index):
+    big = "x" * 6_000_000  # two of them: a 12 MB row (one cell may not exceed 10 MB)
+    put_row(table, "huge", {"cf:a": big, "cf:b": big, "cf:c": "short"}, T0 + 1)
+    args = plan_args(servers, table, index, "--sample", "1")
+    text = run_cli(args).stdout
+    assert max(len(line) for line in text.splitlines()) < 1_000, "a value was not cut"
+    document = orjson.loads(sample_blocks(text)[0][2])
+    assert document["cf:a"] == "x" * 200 + "… (6,000,000 chars, truncated)"
+    assert document["cf:c"] == "short"
+    assert "2 values longer than 200 characters cut above; plan --json shows them whole" in text
+    whole = orjson.loads(run_cli([*args, "--json"]).stdout)["sample"][0]["document"]
+    assert whole["cf:a"] == big and whole["cf:b"] == big
+
+
+def test_dotted_qualifier_next_to_its_prefix_is_warned_by_plan_and_dead_lettered_by_es(
+        servers, table, index, tmp_path):
+    put_row(table, "r1", {"cf:a": "plain", "cf:a.b": "nested", "cf:ok": "1"}, T0 + 1)
+    result = run_cli(plan_args(servers, table, index, "--sample", "1"))
+    warnings = [line for line in result.stderr.splitlines() if "cannot both be" in line]
+    assert len(warnings) == 1 and "fields cf:a and cf:a.b cannot both be in one index" \
+        in warnings[0], result.stderr
+    data = orjson.loads(run_cli(plan_args(servers, table, index, "--sample", "1",
+                                          "--json")).stdout)
+    assert any("cf:a and cf:a.b" in w for w in data["warnings"])
+
+    # What the warning says is what Elasticsearch does with the row.
+    dead = tmp_path / "dead.ndjson"
+    run_cli(["export", *plan_args(servers, table, index)[1:], "--dead-letter", dead,
+             "--max-errors", "1", "--quiet"])
+    records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert len(records) == 1 and records[0]["stage"] == "index", records
+    assert "cf:a" in records[0]["reason"], records
+
+
+def test_plan_warns_when_rows_can_move_between_indices(servers, table, index, tmp_path):
+    put_row(table, "r1", {"cf:a": "x", "cf:t": str(T0 + 5)}, T0 + 1)
+    moving = "rows can move between indices"
+
+    def warned(index_name: str, config: str = "") -> list[str]:
+        cfg = write_config(tmp_path / "w.toml", config)
+        result = run_cli([*plan_args(servers, table, index_name, "--sample", "1"),
+                          "--config", cfg])
+        return [line for line in result.stderr.splitlines() if moving in line]
+
+    timed = index + "-{time:%Y.%m.%d}"
+    lines = warned(timed)
+    assert len(lines) == 1 and "cell time" in lines[0] and repr(timed) in lines[0], lines
+    column = '[window]\ntime_source = "column"\n[window.column]\ncolumn = "cf:t"\n' \
+             'encoding = "epoch_ms_text"\n'
+    assert len(warned(timed, column)) == 1
+    assert warned(index) == []  # one fixed index: nowhere to move to
+    rowkey = '[window]\ntime_source = "rowkey"\n[window.rowkey]\nencoding = "epoch_ms_text"\n'
+    assert warned(timed, rowkey) == []  # a row key's time never changes

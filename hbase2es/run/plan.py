@@ -92,3 +92,18 @@ def describe_plan(settings: Settings, regions: list[tuple[bytes, bytes]] | None 
                     **_slice_scans(source, s, pieces.get(i, []) if regions is not None else None)}
                    for i, s in enumerate(slices)],
     }
+
+
+def plan_warnings(settings: Settings) -> list[str]:
+    """One line per thing about this job's plan that can surprise its user."""
+    template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
+    source = time_source(settings.window)
+    warnings = []
+    # A cell or column time changes when the row is updated; a row-key time never does.
+    if source.name in ("cell", "column") and not template.is_static:
+        warnings.append(
+            f"rows can move between indices: an updated row gets a newer {source.name} time, "
+            f"so index template {template.template!r} can put its document in a newer index "
+            f"than an earlier export did; a fixed index name or time_source = \"rowkey\" "
+            f"keeps each row in one index")
+    return warnings
