@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -20,6 +21,7 @@ from . import __version__
 from .errors import ConfigError, ExitCode, Hbase2esError
 from .run.report import setup_logging, summary_table, write_json
 from .settings import EXECUTORS, LOG_LEVELS, Settings, load_settings, parse_bool
+from .signals import STOP_SIGNALS
 
 log = logging.getLogger("hbase2es")
 
@@ -268,6 +270,7 @@ def cli():
 def export(**params):
     """Export the rows of a time window from HBase into Elasticsearch."""
     from .run.export import run_export
+    from .run.stopping import command_stop
 
     settings = build_settings(click.get_current_context())
     _check_output_dirs(settings)
@@ -275,12 +278,16 @@ def export(**params):
         from .run.spark import require_pyspark
 
         require_pyspark()
-    report = run_export(settings)
-    click.echo(summary_table(report))
-    if settings.run.report:
-        write_json(settings.run.report, report.to_dict())
-    if report.exit_code == ExitCode.INTERRUPTED:
-        click.echo("hbase2es: interrupted; running slices were finished or stopped", err=True)
+    # One signal handler from before the run until the report is written: a late Ctrl-C
+    # or SIGTERM is only logged, it cannot lose the report or turn exit 130 into 143.
+    with command_stop() as stop:
+        report = run_export(settings, stop)
+        if settings.run.report:  # first: a stdout nobody reads must not hold the report back
+            write_json(settings.run.report, report.to_dict())
+        click.echo(summary_table(report))
+        if report.exit_code == ExitCode.INTERRUPTED:
+            click.echo("hbase2es: interrupted; running slices were finished or stopped",
+                       err=True)
     sys.exit(int(report.exit_code))
 
 
@@ -289,7 +296,10 @@ def export(**params):
 @AS_JSON
 # --sample of plan and of verify share a name, not a meaning: documents vs. rows per slice.
 @click.option("--sample", type=click.IntRange(min=1), metavar="N",
-              help="Also print N documents built from the first non-empty slice.")
+              help="Also print N documents built from the first non-empty slice, each as "
+                   "the bulk request sends it: its action line (_index, _id, version) and "
+                   "the document as indented JSON. Values over 200 characters are cut in "
+                   "the text (it says so); with --json they are whole.")
 @SPLIT_BY_REGION
 @LEDGER
 @INCREMENTAL
@@ -302,8 +312,8 @@ def plan(as_json: bool, sample: int | None, **params):
     """
     from .hbase.regions import table_regions
     from .run.ledger import read_job_ledger
-    from .run.plan import check_ledger_flags, describe_plan
-    from .run.preview import render_plan, sample_documents
+    from .run.plan import check_ledger_flags, describe_plan, plan_warnings
+    from .run.preview import render_plan, sample_documents, sample_warnings
 
     settings = build_settings(click.get_current_context())
     check_ledger_flags(settings)
@@ -312,11 +322,17 @@ def plan(as_json: bool, sample: int | None, **params):
     regions = table_regions(settings.hbase) if settings.run.split_by_region else None
     with read_job_ledger(settings) as ledger:
         data = describe_plan(settings, regions, ledger)
+    warnings = plan_warnings(settings)
     if sample:
         data["sample"] = sample_documents(settings, sample)
+        documents = [doc["document"] for doc in data["sample"]]
+        warnings += sample_warnings(documents)
         from .search.indexsetup import warn_field_count  # fields of the sample vs. the field limit
 
-        warn_field_count(settings, [doc["document"] for doc in data["sample"]])
+        warn_field_count(settings, documents)
+    for warning in warnings:  # on stderr, and in --json's "warnings"
+        log.warning(warning)
+    data["warnings"] = warnings
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
     else:
@@ -335,21 +351,25 @@ def plan(as_json: bool, sample: int | None, **params):
 @REPORT
 def verify(sample: int | None, compare_fields: bool, as_json: bool, **params):
     """Check that every row of the window has its document in Elasticsearch (exit 1 if not)."""
+    from .run.stopping import command_stop
     from .run.verify import problem_summary, render_verify, run_verify
 
     settings = build_settings(click.get_current_context())
     _check_output_dirs(settings)
-    data = run_verify(settings, sample=sample, compare_fields=compare_fields).to_dict()
-    if as_json:
-        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-        if data["exit_code"] == ExitCode.FAILED and problem_summary(data):
-            click.echo(f"hbase2es: {problem_summary(data)}", err=True)
-    else:
-        click.echo(render_verify(data))
-    if settings.run.report:
-        write_json(settings.run.report, data)
-    if data["interrupted"]:
-        click.echo("hbase2es: interrupted; the result covers the slices checked so far", err=True)
+    with command_stop() as stop:  # as in export: signals cannot stop the report being written
+        data = run_verify(settings, sample=sample, compare_fields=compare_fields,
+                          stop=stop).to_dict()
+        if settings.run.report:
+            write_json(settings.run.report, data)
+        if as_json:
+            click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+            if data["exit_code"] == ExitCode.FAILED and problem_summary(data):
+                click.echo(f"hbase2es: {problem_summary(data)}", err=True)
+        else:
+            click.echo(render_verify(data))
+        if data["interrupted"]:
+            click.echo("hbase2es: interrupted; the result covers the slices checked so far",
+                       err=True)
     sys.exit(int(data["exit_code"]))
 
 
@@ -393,7 +413,13 @@ def init(hbase, table: str, es_hosts: tuple[str, ...], sample: int, output: str,
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    cli.main(args=argv, prog_name="hbase2es")
+    try:
+        cli.main(args=argv, prog_name="hbase2es")
+    finally:
+        # The command is over, its report written: a Ctrl-C or SIGTERM while the process
+        # exits must not turn the exit code into the signal's (130 into 143, or -2).
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 __all__ = ["cli", "main", "ConfigError"]

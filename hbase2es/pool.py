@@ -377,10 +377,10 @@ def _exit_description(pid: int, exitcode: int | None) -> str:
         return f"worker {pid} vanished (exit status unknown)"
     if exitcode < 0:
         try:
-            name = signal.Signals(-exitcode).name
+            name = f" ({signal.Signals(-exitcode).name})"
         except ValueError:
-            name = f"signal {-exitcode}"
-        return f"worker {pid} was killed by {name} (exit code {exitcode})"
+            name = ""
+        return f"worker {pid} died with signal {-exitcode}{name}"
     return f"worker {pid} exited with code {exitcode}"
 
 

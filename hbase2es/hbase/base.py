@@ -209,5 +209,7 @@ class ThriftReader:
 def describe(exc: BaseException) -> str:
     """``Type: first line of the message``, short enough for one log or error line."""
     text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    if isinstance(text, bytes):  # thriftpy2 keeps a server's message as it came: bytes
+        text = text.decode("utf-8", errors="replace")
     text = str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]

@@ -31,11 +31,13 @@ from .stopping import StopRequest, stop_on_signals
 log = logging.getLogger(__name__)
 
 
-def run_export(settings: Settings) -> RunReport:
+def run_export(settings: Settings, stop: StopRequest | None = None) -> RunReport:
     """Export every slice of the window and return the run's report (with its exit code).
 
     The report is returned however the run ends, also after a forced stop (a second
-    Ctrl-C): running slices are then ``cancelled``, the others ``pending``.
+    Ctrl-C): running slices are then ``cancelled``, the others ``pending``. ``stop`` is
+    the command's (``stopping.command_stop``), whose handlers outlive this call so the
+    caller can write the report; without it, signals are handled for this call only.
     """
     started = time.monotonic()
     run = settings.run
@@ -49,15 +51,16 @@ def run_export(settings: Settings) -> RunReport:
         report = RunReport([SliceReport(s) for s in plan_run(settings, ledger)])
         todo = _todo(report, ledger, resuming=run.resume or run.incremental,
                      again=reexported(settings, ledger))
-        stop = stack.enter_context(stop_on_signals(report))
+        stop = stack.enter_context(stop_on_signals(report, stop=stop))
         try:
-            if todo and not report.interrupted:
-                preflight(settings)
-                # --create-index / --bulk-load: indices ready before the first document,
-                # bulk-load settings put back however the run ends.
-                with indexsetup.prepared_indices(settings, [e.slice for e in todo], report):
-                    _SliceRun(settings, todo, report, ledger).run(stop)
-                refresh_written(settings, report)
+            with stop.running():
+                if todo and not report.interrupted:
+                    preflight(settings)
+                    # --create-index / --bulk-load: indices ready before the first document,
+                    # bulk-load settings put back however the run ends.
+                    with indexsetup.prepared_indices(settings, [e.slice for e in todo], report):
+                        _SliceRun(settings, todo, report, ledger).run(stop)
+                    refresh_written(settings, report)
         except KeyboardInterrupt:  # forced stop: the report still tells the truth
             report.interrupted = True
             for entry in todo:

@@ -168,3 +168,19 @@ def _incremental_marks(settings: Settings, ledger, slices: list[Slice]) -> dict[
         elif key in done:  # done after a gap below the watermark: export skips it
             marks[i] = {"skip": True}
     return marks
+
+
+def plan_warnings(settings: Settings) -> list[str]:
+    """One line per thing about this job's plan that can surprise its user."""
+    template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
+    source = time_source(settings.window)
+    warnings = []
+    # A cell or column time changes when the row is updated; a row-key time never does.
+    if source.name in ("cell", "column") and not template.is_static:
+        warnings.append(
+            f"rows can move between indices: an updated row gets a newer {source.name} time, "
+            f"so index template {template.template!r} can put its document in a newer index "
+            f"than an earlier export did; each bulk then looks for older copies in the other "
+            f"indices and deletes them (one refresh and search per bulk); a fixed index name "
+            f"or time_source = \"rowkey\" keeps each row in one index at no such cost")
+    return warnings

@@ -1,16 +1,26 @@
 """What the `plan` command shows: the plan as text, and sample documents built from the
-first rows of the window, exactly as an export would build them."""
+first rows of the window, exactly as an export would build and send them.
+
+A sample is shown as its bulk action line and its document as indented JSON. Values
+longer than MAX_VALUE_CHARS are cut in the text, which says so; ``plan --json`` keeps
+them whole.
+"""
 
 from __future__ import annotations
+
+import orjson
 
 from ..hbase import open_reader
 from ..indexname import IndexTemplate
 from ..mapping import build_document, document_id
+from ..search.chunking import index_action
 from ..settings import Settings
 from ..timesource import time_source
 from ..timewindow import split_window
 
 MAX_NAMES_SHOWN = 5
+MAX_VALUE_CHARS = 200  # a 12 MB cell must not become a 12-million-character line
+MAX_CONFLICTS_SHOWN = 3
 
 
 def render_plan(data: dict) -> str:
@@ -30,12 +40,88 @@ def render_plan(data: dict) -> str:
                      + _ranges_note(s, data.get("time_source"))
                      + ("  (again: lookback)" if s.get("reexport") else "")
                      + ("  (skipped: done)" if s.get("skip") else ""))
+    cut = 0
     for doc in data.get("sample", []):
-        lines.append(f"sample {doc['_index']}/{doc['_id']} (version {doc['version']}): "
-                     f"{doc['document']}")
+        sample_lines, truncated = _sample_lines(doc)
+        lines.extend(sample_lines)
+        cut += truncated
+    if cut:
+        lines.append(f"({cut} value{'s' if cut != 1 else ''} longer than {MAX_VALUE_CHARS} "
+                     f"characters cut above; plan --json shows them whole)")
     if "sample" in data and not data["sample"]:
         lines.append("sample: no row in the window")
     return "\n".join(lines)
+
+
+def _sample_lines(doc: dict) -> tuple[list[str], int]:
+    """One sample as the bulk request sends it: the action line, then the document as
+    indented JSON with long values cut; and how many values were cut."""
+    action = index_action(doc["_index"], doc["_id"], doc["version"], {}).split(b"\n", 1)[0]
+    shown, truncated = shorten(doc["document"])
+    lines = [f"sample {doc['_index']}/{doc['_id']} (version {doc['version']}):",
+             action.decode(), orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode()]
+    if doc.get("decode_errors"):
+        lines.append("decode errors: " + "; ".join(doc["decode_errors"]))
+    return lines, truncated
+
+
+def shorten(value, limit: int = MAX_VALUE_CHARS):
+    """``value`` with every string longer than ``limit`` cut, saying its full length;
+    and how many were cut. Lists and objects (json columns) are walked."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value, 0
+        return f"{value[:limit]}… ({len(value):,} chars, truncated)", 1
+    if isinstance(value, dict):
+        out, cut = {}, 0
+        for key, item in value.items():
+            out[key], n = shorten(item, limit)
+            cut += n
+        return out, cut
+    if isinstance(value, list):
+        items = [shorten(item, limit) for item in value]
+        return [item for item, _ in items], sum(n for _, n in items)
+    return value, 0
+
+
+def dotted_field_conflicts(documents: list[dict]) -> list[tuple[str, str]]:
+    """Pairs ``(field, other)`` that Elasticsearch cannot map in one index: it reads the
+    dots in a field name as objects, so ``d:a.b`` makes ``d:a`` an object, and a plain
+    value of ``d:a`` (in the same document or another one) conflicts with it."""
+    values: dict[str, str] = {}  # dotted path of a plain value -> the field it came from
+    objects: dict[str, str] = {}  # dotted path that must be an object -> a field that says so
+    for document in documents:
+        for field, value in document.items():
+            for path, is_object in _paths(field, value):
+                (objects if is_object else values).setdefault(path, field)
+                parts = path.split(".")
+                for i in range(1, len(parts)):
+                    objects.setdefault(".".join(parts[:i]), field)
+    # A json column whose shape varies clashes with itself: that is a type, not a name, issue.
+    return [(values[path], objects[path]) for path in sorted(values)
+            if path in objects and values[path] != objects[path]]
+
+
+def _paths(path: str, value):
+    """``(dotted path, is an object)`` of ``value`` and, for an object, of what it holds."""
+    yield path, isinstance(value, dict)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(f"{path}.{key}", item)
+
+
+def sample_warnings(documents: list[dict]) -> list[str]:
+    """One line per problem the sample documents show that the plan alone cannot."""
+    conflicts = dotted_field_conflicts(documents)
+    if not conflicts:
+        return []
+    shown = ", ".join(f"{a} and {b}" for a, b in conflicts[:MAX_CONFLICTS_SHOWN])
+    more = f" (+{len(conflicts) - MAX_CONFLICTS_SHOWN} more)" \
+        if len(conflicts) > MAX_CONFLICTS_SHOWN else ""
+    return [f"fields {shown}{more} cannot both be in one index: Elasticsearch reads a dot "
+            f"in a field name as an object, so a document with either one is rejected "
+            f"(dead-lettered) once the other is mapped; give one of the columns a field name "
+            f"without the clash: [mapping.columns] \"family:qualifier\" = {{ field = \"...\" }}"]
 
 
 def _region_line(data: dict) -> list[str]:

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from ..errors import ExitCode
-from ..pool import Progress as ProgressEvent
+from ..pool import Progress as ProgressEvent, Started
 from ..settings import Settings
 from ..timewindow import Slice, format_time, split_window
 from .executors import pool_outcomes
 from .outcomes import outcome_error, outcome_status
 from .preflight import preflight
 from .report import render_table
-from .stopping import stop_on_signals
+from .stopping import StopRequest, stop_on_signals
 from .verifyjob import (MAX_EXAMPLES, VerifyOptions, VerifySliceResult, close_verifier,
                         open_verifier, verify_slice)
 
@@ -30,7 +30,7 @@ TOTALS = ("rows", "checked", "present", "missing", "older", "compared", "differi
 @dataclass
 class VerifyEntry:
     slice: Slice
-    status: str = "pending"  # pending | done | failed | cancelled
+    status: str = "pending"  # pending | running | done | failed | cancelled
     result: VerifySliceResult | None = None
     attempts: int = 0
     error: str | None = None
@@ -99,15 +99,17 @@ def exit_code(report: VerifyReport) -> ExitCode:
     return ExitCode.OK
 
 
-def run_verify(settings: Settings, *, sample: int | None = None,
-               compare_fields: bool = False) -> VerifyReport:
-    """Check every slice of the window on the worker pool; the report carries the exit code."""
+def run_verify(settings: Settings, *, sample: int | None = None, compare_fields: bool = False,
+               stop: StopRequest | None = None) -> VerifyReport:
+    """Check every slice of the window on the worker pool; the report carries the exit code.
+
+    ``stop`` as for ``run_export``: the command's, so its handlers outlive this call.
+    """
     started = time.monotonic()
     options = VerifyOptions(sample=sample, compare_fields=compare_fields)
     slices = split_window(settings.start_ms, settings.end_ms, settings.slice_ms)
     report = VerifyReport(settings.hbase.table, settings.elasticsearch.index, settings.start_ms,
                           settings.end_ms, options, [VerifyEntry(s) for s in slices])
-    preflight(settings)
     run = settings.run
     bar = tqdm(total=len(slices), unit="slice", dynamic_ncols=True, desc="verify",
                disable=run.quiet or not _stderr_is_tty())
@@ -118,25 +120,36 @@ def run_verify(settings: Settings, *, sample: int | None = None,
         if isinstance(event, ProgressEvent):
             rows += event.payload.get("rows", 0)
             bar.set_postfix_str(f"{rows} rows", refresh=True)
+        elif isinstance(event, Started):
+            report.slices[event.index].status = "running"
 
     try:
-        with stop_on_signals(report) as stop:
-            for outcome in pool_outcomes(settings, verify_slice, slices, on_event, stop,
-                                         initializer=open_verifier, initargs=(settings, options),
-                                         finalizer=close_verifier):
-                entry = report.slices[outcome.index]
-                entry.attempts = outcome.attempts
-                entry.status, entry.error = outcome_status(outcome), outcome_error(outcome)
-                if outcome.status == "ok":
-                    entry.result = outcome.value
-                bar.update(1)
+        with stop_on_signals(report, stop=stop) as stop, stop.running():
+            if not report.interrupted:  # a signal before the run: no slice starts
+                preflight(settings)
+                for outcome in pool_outcomes(settings, verify_slice, slices, on_event, stop,
+                                             initializer=open_verifier,
+                                             initargs=(settings, options),
+                                             finalizer=close_verifier):
+                    _record(report.slices[outcome.index], outcome)
+                    bar.update(1)
     except KeyboardInterrupt:  # forced stop: report what was checked so far
         report.interrupted = True
     finally:
         bar.close()
+    for entry in report.slices:
+        if entry.status == "running":  # started, but its outcome never came (forced stop)
+            entry.status = "cancelled"
     report.seconds = time.monotonic() - started
     report.exit_code = exit_code(report)
     return report
+
+
+def _record(entry: VerifyEntry, outcome) -> None:
+    entry.attempts = outcome.attempts
+    entry.status, entry.error = outcome_status(outcome), outcome_error(outcome)
+    if outcome.status == "ok":
+        entry.result = outcome.value
 
 
 def _stderr_is_tty() -> bool:
