@@ -20,7 +20,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .indexname import IndexTemplate
-from .mapping import ColumnSpec, Mapping
+from .mapping import ColumnSpec, FieldConflict, Mapping, unmapped_field
 from .timesource import SALT_FORMATS, TimeSourceError, time_source
 from .timewindow import MAX_SLICES, TimeError, parse_duration, parse_time, parse_tz
 
@@ -356,8 +356,28 @@ def _mapping(raw: dict, origin: str) -> Mapping:
                if k in raw}
     try:
         return Mapping(columns=tuple(columns), **options)
+    except FieldConflict as exc:
+        raise ConfigError(f"{origin}: {_field_conflict(exc)}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{origin}: [mapping]: {exc}") from None
+
+
+def _field_conflict(exc: FieldConflict) -> str:
+    """One line naming the two config keys that would write the same field, and the way out."""
+    def key(owner: tuple) -> str:
+        kind, column = owner
+        if kind == "column":
+            return f'mapping.columns."{column.decode("utf-8")}".field'
+        return f"mapping.{kind}"
+
+    name = json.dumps(exc.name)  # as TOML writes it
+    if exc.second[0] == "unmapped":
+        column = unmapped_field(exc.second[1])
+        return (f"{key(exc.first)} = {name} is also the field that mapping.unmapped = "
+                f"\"include\" gives column {column}, so one value would overwrite the other: "
+                f"choose another field name, map {column}, or set unmapped = \"skip\"")
+    one, other = sorted((exc.first, exc.second), key=lambda owner: owner[0] != "column")
+    return f"{key(one)} and {key(other)} are both {name}; one document field cannot hold two values"
 
 
 def _resolve(settings: Settings, now_ms: int, need_window: bool) -> Settings:
