@@ -347,18 +347,25 @@ def plan(as_json: bool, sample: int | None, **params):
 @click.option("--compare-fields", is_flag=True,
               help="Also rebuild each checked row's document and compare it field by field "
                    "with the stored _source (reads whole rows).")
+@click.option("--repair", is_flag=True,
+              help="With --compare-fields: rewrite every differing document from its row, "
+                   "with a version that wins now and loses to later changes (also documents "
+                   "an export can never fix: a column deleted in HBase, an edit in ES).")
 @AS_JSON
 @REPORT
-def verify(sample: int | None, compare_fields: bool, as_json: bool, **params):
+def verify(sample: int | None, compare_fields: bool, repair: bool, as_json: bool, **params):
     """Check that every row of the window has its document in Elasticsearch (exit 1 if not)."""
     from .run.stopping import command_stop
     from .run.verify import problem_summary, render_verify, run_verify
 
+    if repair and not compare_fields:
+        raise ConfigError("--repair needs --compare-fields: only a compared document is known "
+                          "to differ from its row")
     settings = build_settings(click.get_current_context())
     _check_output_dirs(settings)
     with command_stop() as stop:  # as in export: signals cannot stop the report being written
         data = run_verify(settings, sample=sample, compare_fields=compare_fields,
-                          stop=stop).to_dict()
+                          repair=repair, stop=stop).to_dict()
         if settings.run.report:
             write_json(settings.run.report, data)
         if as_json:

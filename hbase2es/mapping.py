@@ -1,8 +1,8 @@
 """Turn one HBase row into one Elasticsearch document, and name its _id.
 
 A row arrives as its key (bytes), its cells (``b"family:qualifier"`` -> value
-bytes) and its time (epoch ms). Mapped columns are decoded by type into their
-document field; other columns are copied as text (or base64) or dropped.
+bytes) and its time (epoch ms). Mapped columns are decoded by type (``decoders``) into
+their document field; other columns are copied as text (or base64) or dropped.
 ``build_document`` runs once per row, so the per-column work is prepared once
 in ``Mapping``.
 """
@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
-import struct
 from dataclasses import dataclass, field
 
-import orjson
-
+from .decoders import DECODERS, TYPES, DecodeError, decode_value, preview
 from .timewindow import format_time
 
 __all__ = [
@@ -25,212 +22,35 @@ __all__ = [
     "UNMAPPED_POLICIES",
     "ColumnSpec",
     "DecodeError",
+    "FieldConflict",
     "Mapping",
     "build_document",
+    "column_of_field",
     "decode_value",
     "document_id",
     "row_key_from_id",
     "unmapped_field",
 ]
 
-TYPES = (
-    "string",
-    "int",
-    "long",
-    "short",
-    "float",
-    "double",
-    "boolean",
-    "json",
-    "bytes",
-    "text_int",
-    "text_float",
-)
 UNMAPPED_POLICIES = ("include", "skip")
 DECODE_ERROR_POLICIES = ("dead-letter", "skip-field", "fail")
 
 _B64_PREFIX = "b64:"
-_LONG_MIN = -(2**63)
-_LONG_MAX = 2**63 - 1
-_INT16 = struct.Struct(">h")
-_INT32 = struct.Struct(">i")
-_INT64 = struct.Struct(">q")
-_FLOAT32 = struct.Struct(">f")
-_FLOAT64 = struct.Struct(">d")
 
 
-class DecodeError(ValueError):
-    """A cell value that cannot be decoded as its column's type."""
+class FieldConflict(ValueError):
+    """Two parts of a mapping would write the same document field.
 
-    def __init__(self, column: str, type: str, reason: str) -> None:
-        super().__init__(f"column {column}: cannot decode as {type}: {reason}")
-        self.column = column
-        self.type = type
-        self.reason = reason
-
-    def __reduce__(self):
-        # The default would call DecodeError(message), which needs three arguments.
-        return (self.__class__, (self.column, self.type, self.reason))
-
-
-# --- value decoders: bytes -> JSON-ready value, ValueError(reason) on bad input ---
-
-
-def _expect_length(value: bytes, size: int) -> None:
-    if len(value) != size:
-        unit = "byte" if size == 1 else "bytes"
-        raise ValueError(f"expected {size} {unit}, got {len(value)}")
-
-
-def _preview(value: bytes | str, limit: int = 40) -> str:
-    """repr of a value, cut short so a huge cell cannot flood a message."""
-    if len(value) <= limit:
-        return repr(value)
-    return repr(value[:limit]) + "..."
-
-
-def _decode_string(value: bytes) -> str:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
-
-
-def _decode_short(value: bytes) -> int:
-    _expect_length(value, 2)
-    return _INT16.unpack(value)[0]
-
-
-def _decode_int(value: bytes) -> int:
-    _expect_length(value, 4)
-    return _INT32.unpack(value)[0]
-
-
-def _decode_long(value: bytes) -> int:
-    _expect_length(value, 8)
-    return _INT64.unpack(value)[0]
-
-
-def _reject_non_finite(number: float) -> None:
-    if not math.isfinite(number):
-        raise ValueError(f"value is {number}, which JSON cannot hold")
-
-
-def _decode_float(value: bytes) -> float:
-    _expect_length(value, 4)
-    number = _FLOAT32.unpack(value)[0]
-    _reject_non_finite(number)
-    return _shortest_float32(number, value)
-
-
-def _shortest_float32(number: float, packed: bytes) -> float:
-    """The shortest decimal that is still the same float32, as Java's Float.toString shows it.
-
-    Widened to a double, 1.1f would otherwise appear as 1.100000023841858.
+    ``first`` and ``second`` say which: ``("column", b"cf:a")`` (a mapped column's field),
+    ``("rowkey_field", None)``, ``("timestamp_field", None)`` or ``("unmapped", b"cf:x")``
+    (the field an unmapped column gets); settings turns them into config keys.
     """
-    for digits in (6, 7, 8):
-        candidate = float(f"{number:.{digits}g}")
-        try:
-            if _FLOAT32.pack(candidate) == packed:
-                return candidate
-        except OverflowError:
-            pass  # rounding up past the largest float32; more digits will fit
-    return number
 
-
-def _decode_double(value: bytes) -> float:
-    _expect_length(value, 8)
-    number = _FLOAT64.unpack(value)[0]
-    _reject_non_finite(number)
-    return number
-
-
-def _decode_boolean(value: bytes) -> bool:
-    _expect_length(value, 1)
-    return value != b"\x00"
-
-
-_JSON_KINDS = {
-    list: "an array",
-    str: "a string",
-    int: "a number",
-    float: "a number",
-    bool: "a boolean",
-}
-
-
-def _decode_json(value: bytes) -> dict:
-    try:
-        parsed = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc}") from None
-    if type(parsed) is not dict:
-        # One field must keep one shape in Elasticsearch, so only objects are accepted.
-        kind = _JSON_KINDS.get(type(parsed), "null")
-        raise ValueError(f"expected a JSON object, got {kind}")
-    return parsed
-
-
-def _decode_bytes(value: bytes) -> str:
-    return binascii.b2a_base64(value, newline=False).decode("ascii")
-
-
-def _number_text(value: bytes) -> str:
-    try:
-        text = value.decode("ascii")
-    except UnicodeDecodeError:
-        # int() and float() would accept digits from other scripts, e.g. Arabic-Indic.
-        raise ValueError(f"not a decimal number: {_preview(value)}") from None
-    if "_" in text:
-        raise ValueError(f"not a decimal number: {_preview(text)}")
-    return text
-
-
-def _decode_text_int(value: bytes) -> int:
-    text = _number_text(value)
-    try:
-        number = int(text)
-    except ValueError:
-        raise ValueError(f"not a decimal integer: {_preview(text)}") from None
-    if not _LONG_MIN <= number <= _LONG_MAX:
-        # A long field cannot hold it, and orjson cannot even serialize it.
-        raise ValueError(f"{_preview(text)} is outside the 64-bit long range")
-    return number
-
-
-def _decode_text_float(value: bytes) -> float:
-    text = _number_text(value)
-    try:
-        number = float(text)
-    except ValueError:
-        raise ValueError(f"not a decimal number: {_preview(text)}") from None
-    _reject_non_finite(number)
-    return number
-
-
-_DECODERS = {
-    "string": _decode_string,
-    "int": _decode_int,
-    "long": _decode_long,
-    "short": _decode_short,
-    "float": _decode_float,
-    "double": _decode_double,
-    "boolean": _decode_boolean,
-    "json": _decode_json,
-    "bytes": _decode_bytes,
-    "text_int": _decode_text_int,
-    "text_float": _decode_text_float,
-}
-assert set(_DECODERS) == set(TYPES)
-
-
-def decode_value(value: bytes, type: str) -> object:
-    """Decode one cell value as a type from TYPES; ValueError says why it cannot."""
-    try:
-        decode = _DECODERS[type]
-    except KeyError:
-        raise ValueError(f"unknown type {type!r}; expected one of {', '.join(TYPES)}") from None
-    return decode(value)
+    def __init__(self, message: str, name: str, first: tuple, second: tuple) -> None:
+        super().__init__(message)
+        self.name = name
+        self.first = first
+        self.second = second
 
 
 # --- names: document _id and field names -------------------------------------------
@@ -262,24 +82,34 @@ def row_key_from_id(doc_id: str) -> bytes:
             row_key = base64.urlsafe_b64decode(doc_id[len(_B64_PREFIX):].encode("ascii"))
         except ValueError:
             raise ValueError(
-                f"invalid document id {_preview(doc_id)}: bad base64 after 'b64:'"
+                f"invalid document id {preview(doc_id)}: bad base64 after 'b64:'"
             ) from None
     else:
         try:
             row_key = doc_id.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError(
-                f"invalid document id {_preview(doc_id)}: not valid Unicode text"
+                f"invalid document id {preview(doc_id)}: not valid Unicode text"
             ) from None
     # Only the form document_id produces is accepted, so each key has exactly one id.
     if document_id(row_key) != doc_id:
-        raise ValueError(f"invalid document id {_preview(doc_id)}: not in the form hbase2es writes")
+        raise ValueError(f"invalid document id {preview(doc_id)}: not in the form hbase2es writes")
     return row_key
 
 
 def unmapped_field(column: bytes) -> str:
     """Field name for an unmapped column: "family:qualifier" as text, or "b64:" + base64."""
     return _text_or_b64(column)
+
+
+def column_of_field(name: str) -> bytes | None:
+    """The column whose unmapped field ``name`` is (its text field, not a "#b64" one), or None."""
+    try:
+        column = row_key_from_id(name)  # the same text-or-b64 naming, so the same inverse
+    except ValueError:
+        return None
+    family, colon, _qualifier = column.partition(b":")
+    return column if colon and family else None  # HBase columns always have a family
 
 
 # --- mapping -----------------------------------------------------------------
@@ -327,6 +157,8 @@ class Mapping:
     # column -> (field, decoder, column label, type), built once for build_document.
     _plan: dict = field(default=None, init=False, repr=False, compare=False, hash=False)
     _specs: dict = field(default=None, init=False, repr=False, compare=False, hash=False)
+    # Every field the mapping itself writes, mapped or system; a base64 field avoids them.
+    _fields: frozenset = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", tuple(self.columns))
@@ -334,6 +166,8 @@ class Mapping:
         self._check_system_fields()
         object.__setattr__(self, "_plan", self._make_plan())
         object.__setattr__(self, "_specs", {spec.column: spec for spec in self.columns})
+        object.__setattr__(self, "_fields", frozenset(
+            [spec.field for spec in self.columns] + list(self._system_owners())))
 
     def _check_policies(self) -> None:
         if self.unmapped not in UNMAPPED_POLICIES:
@@ -359,48 +193,103 @@ class Mapping:
                 f"got {self.rowkey_field!r}"
             )
         if self.rowkey_field == self.timestamp_field:
-            raise ValueError(
-                f"mapping: rowkey_field and timestamp_field are both {self.rowkey_field!r}"
+            raise FieldConflict(
+                f"mapping: rowkey_field and timestamp_field are both {self.rowkey_field!r}",
+                self.rowkey_field, ("rowkey_field", None), ("timestamp_field", None),
             )
 
     def _make_plan(self) -> dict:
         plan: dict[bytes, tuple] = {}
-        owners = {self.timestamp_field: "the timestamp field"}
-        if self.rowkey_field is not None:
-            owners[self.rowkey_field] = "the rowkey field"
+        owners = self._system_owners()
         for spec in self.columns:
             if not isinstance(spec, ColumnSpec):
                 raise ValueError(f"mapping: columns must be ColumnSpec, got {spec!r}")
             label = unmapped_field(spec.column)
             if spec.column in plan:
                 raise ValueError(f"mapping: column {label} is mapped twice")
+            owner = ("column", spec.column)
             if spec.field in owners:
-                raise ValueError(
-                    f"mapping: field {spec.field!r} of column {label} "
-                    f"is already {owners[spec.field]}"
+                first = owners[spec.field]
+                what = (f"used by column {unmapped_field(first[1])}" if first[0] == "column"
+                        else f"the {first[0].replace('_field', '')} field")
+                raise FieldConflict(
+                    f"mapping: field {spec.field!r} of column {label} is already {what}",
+                    spec.field, first, owner,
                 )
-            owners[spec.field] = f"used by column {label}"
-            plan[spec.column] = (spec.field, _DECODERS[spec.type], label, spec.type)
+            owners[spec.field] = owner
+            plan[spec.column] = (spec.field, DECODERS[spec.type], label, spec.type)
+        if self.unmapped == "include":
+            self._check_unmapped_names(owners, plan)
         return plan
+
+    def _system_owners(self) -> dict[str, tuple]:
+        owners = {self.timestamp_field: ("timestamp_field", None)}
+        if self.rowkey_field is not None:
+            owners[self.rowkey_field] = ("rowkey_field", None)
+        return owners
+
+    @staticmethod
+    def _check_unmapped_names(owners: dict[str, tuple], plan: dict) -> None:
+        """Refuse a field that an unmapped column would also write, one value over the other.
+
+        Only the column's own name can clash here; its "#b64" name gives way when taken
+        (see _place_base64), so it needs no rule in the config.
+        """
+        for name, owner in owners.items():
+            column = column_of_field(name)
+            if column is None or column in plan:
+                continue  # no column has that name, or that column is mapped elsewhere
+            who = (f"field {name!r} of column {unmapped_field(owner[1])}" if owner[0] == "column"
+                   else f"{owner[0]} {name!r}")
+            raise FieldConflict(
+                f"mapping: {who} is also the field of unmapped column "
+                f"{unmapped_field(column)} (unmapped = 'include')",
+                name, owner, ("unmapped", column),
+            )
 
 
 # Column -> field name of unmapped columns. A table has few distinct columns, and naming
 # them anew for every cell cost about a third of build_document (bench profile, issue 8).
 _UNMAPPED_NAMES: dict[bytes, str] = {}
 _UNMAPPED_NAMES_MAX = 4_096
+_B64_SUFFIX = "#b64"
 
 
-def _add_unmapped(document: dict, column: bytes, value: bytes) -> None:
-    name = _UNMAPPED_NAMES.get(column)
-    if name is None:
-        if len(_UNMAPPED_NAMES) >= _UNMAPPED_NAMES_MAX:
-            _UNMAPPED_NAMES.clear()  # bounded: wide tables with dynamic qualifiers
-        name = _UNMAPPED_NAMES[column] = unmapped_field(column)
-    try:
-        document[name] = value.decode("utf-8")
-    except UnicodeDecodeError:
-        # A separate field, so "name" never switches between text and base64.
-        document[name + "#b64"] = binascii.b2a_base64(value, newline=False).decode("ascii")
+def _name_unmapped(column: bytes) -> str:
+    if len(_UNMAPPED_NAMES) >= _UNMAPPED_NAMES_MAX:
+        _UNMAPPED_NAMES.clear()  # bounded: wide tables with dynamic qualifiers
+    name = _UNMAPPED_NAMES[column] = unmapped_field(column)
+    return name
+
+
+def _place_base64(document: dict, pending: list, cells: dict, reserved: frozenset) -> None:
+    """Give each unmapped value that is not UTF-8 its base64 field, taking no other field.
+
+    The field is "<column's field>#b64". A name is taken when the document has it (a
+    column's text, the rowkey or timestamp field), the mapping has it, or the row has a
+    column literally named so: a real column always keeps its own name. A taken name
+    gets "#b64" again until it is free. Own "#b64" names are placed before longer ones,
+    and both in column order, so the result does not depend on the order of the cells.
+    Runs only for rows that have such values: the usual row never gets here.
+    """
+    def taken(name: str) -> bool:
+        return name in document or name in reserved or name.encode("utf-8") in cells
+
+    if len(pending) > 1:
+        pending.sort()
+    moved = []
+    for _column, name, value in pending:
+        text = binascii.b2a_base64(value, newline=False).decode("ascii")
+        name += _B64_SUFFIX
+        if taken(name):
+            moved.append((name, text))
+        else:
+            document[name] = text
+    for name, text in moved:
+        name += _B64_SUFFIX
+        while taken(name):
+            name += _B64_SUFFIX
+        document[name] = text
 
 
 def build_document(
@@ -414,12 +303,21 @@ def build_document(
     document: dict = {}
     errors: list[DecodeError] = []
     plan = mapping._plan
+    names = _UNMAPPED_NAMES
     include_unmapped = mapping.unmapped == "include"
+    pending = None  # unmapped values that are not UTF-8: named once every other field is known
     for column, value in cells.items():
         target = plan.get(column)
         if target is None:
             if include_unmapped:
-                _add_unmapped(document, column, value)
+                name = names.get(column) or _name_unmapped(column)
+                try:
+                    document[name] = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    # A separate field, so "name" never switches between text and base64.
+                    if pending is None:
+                        pending = []
+                    pending.append((column, name, value))
             continue
         name, decode, label, type_ = target
         try:
@@ -429,8 +327,10 @@ def build_document(
             if mapping.on_decode_error == "fail":
                 raise error from None
             errors.append(error)
-    # Set last so that no column can overwrite them.
+    # The mapping refuses a rowkey or timestamp field that a column's field could be.
     if mapping.rowkey_field is not None:
         document[mapping.rowkey_field] = document_id(row_key)
     document[mapping.timestamp_field] = format_time(row_time_ms)
+    if pending is not None:
+        _place_base64(document, pending, cells, mapping._fields)
     return document, errors

@@ -20,7 +20,8 @@ from typing import Any
 
 from .errors import ConfigError
 from .indexname import IndexTemplate
-from .mapping import ColumnSpec, Mapping
+from .mapping import Mapping
+from .mappingconfig import read_mapping
 from .timesource import SALT_FORMATS, TimeSourceError, time_source
 from .timewindow import MAX_SLICES, TimeError, parse_duration, parse_time, parse_tz
 
@@ -175,7 +176,6 @@ SECTIONS = {
     "spark": SparkSettings,
 }
 SUBSECTIONS = {"window.rowkey": RowKeySettings, "window.column": ColumnSettings}
-MAPPING_KEYS = {"id", "rowkey_field", "timestamp_field", "unmapped", "on_decode_error", "columns"}
 CHOICES = {
     "hbase.transport": TRANSPORTS,
     "hbase.protocol": PROTOCOLS,
@@ -220,7 +220,7 @@ def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | 
         raise ConfigError(f"{origin}: unknown section [{sorted(unknown)[0]}]; "
                           f"expected one of {', '.join(sorted([*SECTIONS, 'mapping']))}")
     built = {name: SECTIONS[name](**values) for name, values in sections.items()}
-    settings = Settings(mapping=_mapping(raw.get("mapping", {}), origin), **built)
+    settings = Settings(mapping=read_mapping(raw.get("mapping", {}), origin), **built)
     _check_time_source(settings.window, origin)
     return _resolve(settings, now_ms, need_window)
 
@@ -342,39 +342,6 @@ def _spark_conf(table: dict, where: str, prefix: str = "") -> dict[str, str]:
             raise ConfigError(f"{where}.{key} must be a string, got {value!r}")
         out[key] = value
     return out
-
-
-def _mapping(raw: dict, origin: str) -> Mapping:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{origin}: [mapping] must be a table")
-    for key in raw:
-        if key not in MAPPING_KEYS:
-            raise ConfigError(f"{origin}: unknown key mapping.{key}; "
-                              f"known keys: {', '.join(sorted(MAPPING_KEYS))}")
-    if raw.get("id", "rowkey") != "rowkey":
-        raise ConfigError(f"{origin}: mapping.id must be \"rowkey\", got {raw['id']!r}")
-    columns = []
-    if not isinstance(raw.get("columns", {}), dict):
-        raise ConfigError(f"{origin}: [mapping.columns] must be a table of \"family:qualifier\" "
-                          f"= {{ field = \"name\", type = \"...\" }}")
-    for column, spec in raw.get("columns", {}).items():
-        where = f"{origin}: mapping.columns.\"{column}\""
-        if isinstance(spec, str):
-            spec = {"type": spec}
-        if not isinstance(spec, dict) or set(spec) - {"field", "type"}:
-            raise ConfigError(f"{where} must be {{ field = \"name\", type = \"...\" }}")
-        qualifier = column.split(":", 1)[-1]
-        try:
-            columns.append(ColumnSpec(column=column.encode(), field=spec.get("field", qualifier),
-                                      type=spec.get("type", "string")))
-        except ValueError as exc:  # unknown type, no family, empty field: exit 2, not 1
-            raise ConfigError(f"{where}: {exc}") from None
-    options = {k: raw[k] for k in ("rowkey_field", "timestamp_field", "unmapped", "on_decode_error")
-               if k in raw}
-    try:
-        return Mapping(columns=tuple(columns), **options)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{origin}: [mapping]: {exc}") from None
 
 
 def _resolve(settings: Settings, now_ms: int, need_window: bool) -> Settings:

@@ -15,6 +15,7 @@ from hbase2es.mapping import (
     TYPES,
     ColumnSpec,
     DecodeError,
+    FieldConflict,
     Mapping,
     build_document,
     decode_value,
@@ -410,6 +411,105 @@ def test_build_document_error_names_binary_column():
     _, errors = build_document(b"r", {b"cf:\xfe": b"\x01"}, 0, mapping)
     label = unmapped_field(b"cf:\xfe")
     assert str(errors[0]).startswith(f"column {label}: cannot decode as int")
+
+
+# --- field names never collide (issue 23, item 2) ----------------------------------------
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def test_a_binary_value_and_a_column_named_like_its_b64_field_both_stay():
+    # Before: cf:x's base64 went to "cf:x#b64", then the real column overwrote it.
+    cells = {b"cf:x": b"\xff\x00", b"cf:x#b64": b"real"}
+    document, errors = build_document(b"r", cells, ROW_TIME, Mapping())
+    assert errors == []
+    assert document["cf:x#b64"] == "real"  # a real column keeps its own name
+    assert document["cf:x#b64#b64"] == _b64(b"\xff\x00")
+    # The same document whatever order the cells come in.
+    backwards = dict(reversed(list(cells.items())))
+    assert build_document(b"r", backwards, ROW_TIME, Mapping())[0] == document
+
+
+def test_two_binary_values_each_keep_their_own_b64_name_before_a_longer_one():
+    cells = {b"cf:x": b"\xff", b"cf:x#b64": b"\xfe"}
+    for order in (cells, dict(reversed(list(cells.items())))):
+        document, _ = build_document(b"r", order, ROW_TIME, Mapping())
+        assert document == {
+            "cf:x#b64#b64": _b64(b"\xfe"),  # column cf:x#b64's own base64 field
+            "cf:x#b64#b64#b64": _b64(b"\xff"),  # cf:x: its name is the column cf:x#b64's
+            "@timestamp": "2026-11-01T10:00:00.123Z",
+        }
+
+
+def test_a_b64_field_never_takes_a_mapped_field_even_when_the_row_lacks_it():
+    # Column cf:x#b64 is mapped (to its own name), so the field is the mapping's.
+    mapping = Mapping(columns=(ColumnSpec(b"cf:x#b64", "cf:x#b64", "long"),))
+    document, _ = build_document(b"r", {b"cf:x": b"\xff"}, ROW_TIME, mapping)
+    assert document == {"cf:x#b64#b64": _b64(b"\xff"), "@timestamp": "2026-11-01T10:00:00.123Z"}
+
+
+def test_a_b64_field_never_takes_the_rowkey_or_timestamp_field():
+    # Allowed by the config: the columns of those names are mapped elsewhere.
+    mapping = Mapping(columns=(ColumnSpec(b"cf:k#b64", "k", "string"),
+                               ColumnSpec(b"cf:t#b64", "t", "string")),
+                      rowkey_field="cf:k#b64", timestamp_field="cf:t#b64")
+    cells = {b"cf:k": b"\xff", b"cf:t": b"\xfe"}
+    document, _ = build_document(b"row-1", cells, ROW_TIME, mapping)
+    assert document == {"cf:k#b64": "row-1", "cf:t#b64": "2026-11-01T10:00:00.123Z",
+                        "cf:k#b64#b64": _b64(b"\xff"), "cf:t#b64#b64": _b64(b"\xfe")}
+
+
+def test_many_binary_columns_with_colliding_names_lose_nothing():
+    rng = random.Random(23)
+    names = [b"cf:x", b"cf:x#b64", b"cf:x#b64#b64", b"cf:y", b"cf:y#b64"]
+    for _ in range(200):
+        cells = {name: (b"\xff" + bytes([rng.randrange(256)]) if rng.random() < 0.6
+                        else b"t%d" % rng.randrange(10))
+                 for name in rng.sample(names, rng.randrange(1, len(names) + 1))}
+        document, _ = build_document(b"r", cells, ROW_TIME, Mapping())
+        values = sorted(v for k, v in document.items() if k != "@timestamp")
+        expected = sorted(v.decode() if not v.startswith(b"\xff") else _b64(v)
+                          for v in cells.values())
+        assert values == expected, cells
+        shuffled = list(cells.items())
+        rng.shuffle(shuffled)
+        assert build_document(b"r", dict(shuffled), ROW_TIME, Mapping())[0] == document
+
+
+@pytest.mark.parametrize("kwargs, first, second", [
+    ({"columns": (ColumnSpec(b"cf:a", "cf:other", "string"),)},
+     ("column", b"cf:a"), ("unmapped", b"cf:other")),
+    ({"rowkey_field": "cf:key"}, ("rowkey_field", None), ("unmapped", b"cf:key")),
+    ({"timestamp_field": "meta:time"}, ("timestamp_field", None), ("unmapped", b"meta:time")),
+    # The b64: name of a column whose name is not UTF-8.
+    ({"rowkey_field": unmapped_field(b"cf:\xff")}, ("rowkey_field", None),
+     ("unmapped", b"cf:\xff")),
+    ({"columns": (ColumnSpec(b"cf:a", "x", "string"), ColumnSpec(b"cf:b", "x", "long"))},
+     ("column", b"cf:b"), ("column", b"cf:a")),
+    ({"rowkey_field": "id", "columns": (ColumnSpec(b"cf:a", "id", "string"),)},
+     ("column", b"cf:a"), ("rowkey_field", None)),
+    ({"rowkey_field": "@timestamp"}, ("rowkey_field", None), ("timestamp_field", None)),
+])
+def test_a_field_two_parts_of_the_mapping_would_write_is_refused(kwargs, first, second):
+    with pytest.raises(FieldConflict) as info:
+        Mapping(**kwargs)
+    assert {info.value.first, info.value.second} == {first, second}
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs", [
+    # Unmapped columns are dropped: nothing else writes "cf:other".
+    {"columns": (ColumnSpec(b"cf:a", "cf:other", "string"),), "unmapped": "skip"},
+    # cf:other is mapped, so it never gets a field of its own name.
+    {"columns": (ColumnSpec(b"cf:a", "cf:other", "string"),
+                 ColumnSpec(b"cf:other", "other", "string"))},
+    {"columns": (ColumnSpec(b"cf:a", "cf:a", "long"),)},  # a column under its own name
+    {"rowkey_field": ":key", "timestamp_field": "a.b"},  # no column has an empty family
+])
+def test_field_names_no_unmapped_column_can_have_are_accepted(kwargs):
+    Mapping(**kwargs)
 
 
 # --- IndexTemplate -------------------------------------------------------------------------

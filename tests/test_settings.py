@@ -140,8 +140,10 @@ def test_mapping_from_toml(tmp_path):
     ("[mapping.columns]\n\"nocolon\" = \"long\"\n", "mapping.columns.\"nocolon\""),
     ("[mapping.columns]\n\"cf:a\" = { field = 5 }\n", "mapping.columns.\"cf:a\""),
     ("[mapping.columns]\n\"cf:a\" = { name = \"x\" }\n", "mapping.columns.\"cf:a\" must be"),
-    ("[mapping]\nrowkey_field = \"@timestamp\"\n", "rowkey_field and timestamp_field"),
-    ("[mapping.columns]\n\"cf:a\" = { field = \"@timestamp\" }\n", "already the timestamp field"),
+    ("[mapping]\nrowkey_field = \"@timestamp\"\n",
+     "mapping.rowkey_field and mapping.timestamp_field"),
+    ("[mapping.columns]\n\"cf:a\" = { field = \"@timestamp\" }\n",
+     "mapping.columns.\"cf:a\".field and mapping.timestamp_field are both"),
     ("not toml [[", "is not valid TOML"),
 ])
 def test_bad_toml_names_the_key_and_the_file(tmp_path, toml, needle):
@@ -237,3 +239,38 @@ def test_a_zero_negative_or_unreadable_lookback_is_one_line_naming_the_key(tmp_p
 
 def test_a_lookback_that_is_not_text_names_the_key(tmp_path):
     assert "run.lookback must be a string" in _error("[run]\nlookback = 30\n", tmp_path)
+
+
+# --- fields two parts of the mapping would write (issue 23, item 2) ----------------------
+
+
+@pytest.mark.parametrize("toml,keys", [
+    ("[mapping.columns]\n\"cf:a\" = { field = \"cf:other\" }\n",
+     ("mapping.columns.\"cf:a\".field", "mapping.unmapped", "cf:other")),
+    ("[mapping]\nrowkey_field = \"cf:key\"\n",
+     ("mapping.rowkey_field", "mapping.unmapped", "cf:key")),
+    ("[mapping]\ntimestamp_field = \"meta:time\"\n",
+     ("mapping.timestamp_field", "mapping.unmapped", "meta:time")),
+    ("[mapping.columns]\n\"cf:a\" = { field = \"@timestamp\" }\n",
+     ("mapping.columns.\"cf:a\".field", "mapping.timestamp_field")),
+    ("[mapping]\nrowkey_field = \"id\"\n[mapping.columns]\n\"cf:a\" = { field = \"id\" }\n",
+     ("mapping.columns.\"cf:a\".field", "mapping.rowkey_field")),
+    ("[mapping.columns]\n\"cf:a\" = { field = \"x\" }\n\"cf:b\" = { field = \"x\" }\n",
+     ("mapping.columns.\"cf:a\".field", "mapping.columns.\"cf:b\".field")),
+    ("[mapping]\nrowkey_field = \"@timestamp\"\n",
+     ("mapping.rowkey_field", "mapping.timestamp_field")),
+])
+def test_a_field_written_twice_is_refused_naming_both_keys(tmp_path, toml, keys):
+    message = _error(toml, tmp_path)
+    assert "job.toml" in message
+    for key in keys:
+        assert key in message
+
+
+def test_a_colon_field_is_fine_when_no_unmapped_column_can_have_it(tmp_path):
+    skip = _load("[mapping]\nunmapped = \"skip\"\nrowkey_field = \"cf:key\"\n"
+                 "[mapping.columns]\n\"cf:a\" = { field = \"cf:other\" }\n", tmp_path)
+    assert skip.mapping.rowkey_field == "cf:key"
+    mapped = _load("[mapping.columns]\n\"cf:a\" = { field = \"cf:other\" }\n"
+                   "\"cf:other\" = { field = \"other\" }\n", tmp_path)
+    assert [c.field for c in mapped.mapping.columns] == ["cf:other", "other"]

@@ -101,14 +101,24 @@ def test_compare_fields_reports_a_field_changed_in_elasticsearch(servers, table,
     clean = _json(run_cli([*args, "--json"]))
     assert clean["totals"]["compared"] == 12 and clean["totals"]["differing"] == 0
 
-    # An ordinary update in Elasticsearch (its version moves on by one).
+    # An ordinary update in Elasticsearch: its version moves on by one, past the row's
+    # time, so no export can rewrite it ("ahead", not "differing").
     es.update(index=index, id="row005", doc={"amount": 999}, refresh=True)
     result = run_cli(args, expect_exit=1)
     assert "row005  amount: expected 5, actual 999" in result.stdout
+    assert "AHEAD: 1 document is newer than the row" in result.stdout
     data = _json(run_cli([*args, "--json"], expect_exit=1))
-    assert data["totals"]["differing"] == 1 and data["totals"]["missing"] == 0
+    assert data["totals"]["ahead"] == 1 and data["totals"]["missing"] == 0
+    assert data["totals"]["differing"] == 0 and data["ahead_examples"] == ["row005"]
     assert data["difference_examples"] == [
         {"id": "row005", "field": "amount", "expected": "5", "actual": "999"}]
+
+    # The same version with other content: an export rewrites it ("differing").
+    es.index(index=index, id="row007", document={"amount": 1}, version=T0 + 7 * HOUR // 4,
+             version_type="external_gte", refresh=True)
+    data = _json(run_cli([*args, "--json"], expect_exit=1))
+    assert (data["totals"]["differing"], data["totals"]["ahead"]) == (1, 1)
+    assert "DIFFERENT: 1 document differs from the row" in run_cli(args, expect_exit=1).stdout
 
 
 def test_compare_fields_accepts_a_newer_state_written_by_a_later_slice(servers, table, index,

@@ -24,7 +24,8 @@ from .stopping import StopRequest, stop_on_signals
 from .verifyjob import (MAX_EXAMPLES, VerifyOptions, VerifySliceResult, close_verifier,
                         open_verifier, verify_slice)
 
-TOTALS = ("rows", "checked", "present", "missing", "older", "compared", "differing", "copies")
+TOTALS = ("rows", "checked", "present", "missing", "older", "compared", "differing", "ahead",
+          "copies", "repaired", "repair_conflicts", "repair_failed")
 
 
 @dataclass
@@ -73,6 +74,7 @@ class VerifyReport:
                              copy_keys=e.result.copy_keys, seconds=e.result.seconds)
                 if self.options.compare_fields:
                     entry["differences"] = e.result.differences
+                    entry["ahead_keys"] = e.result.ahead_keys
             if e.error:
                 entry["error"] = e.error
             slices.append(entry)
@@ -80,10 +82,11 @@ class VerifyReport:
                 "window": {"start": format_time(self.start_ms), "end": format_time(self.end_ms)},
                 "mode": "all rows" if self.options.sample is None else "sample",
                 "sample": self.options.sample, "compare_fields": self.options.compare_fields,
-                "slices": slices, "totals": self.totals(),
+                "repair": self.options.repair, "slices": slices, "totals": self.totals(),
                 "missing_examples": self.examples("missing_keys"),
                 "older_examples": self.examples("older_keys"),
                 "copy_examples": list(dict.fromkeys(self.examples("copy_keys"))),
+                "ahead_examples": self.examples("ahead_keys"),
                 "difference_examples": self.examples("differences"),
                 "exit_code": int(self.exit_code), "interrupted": self.interrupted,
                 "seconds": round(self.seconds, 3)}
@@ -93,20 +96,26 @@ def exit_code(report: VerifyReport) -> ExitCode:
     if report.interrupted:
         return ExitCode.INTERRUPTED
     t = report.totals()
+    # With --repair, a differing document rewritten (or overtaken by a newer write) is
+    # settled; only a repair that failed still fails the run.
+    unsettled = t["repair_failed"] if report.options.repair else t["differing"] + t["ahead"]
     if any(e.status != "done" for e in report.slices) or t["missing"] or t["older"] \
-            or t["differing"] or t["copies"]:
+            or unsettled or t["copies"]:
         return ExitCode.FAILED
     return ExitCode.OK
 
 
 def run_verify(settings: Settings, *, sample: int | None = None, compare_fields: bool = False,
-               stop: StopRequest | None = None) -> VerifyReport:
+               repair: bool = False, stop: StopRequest | None = None) -> VerifyReport:
     """Check every slice of the window on the worker pool; the report carries the exit code.
 
+    ``repair`` (with ``compare_fields``) rewrites the documents that differ from their rows.
     ``stop`` as for ``run_export``: the command's, so its handlers outlive this call.
     """
+    if repair and not compare_fields:
+        raise ValueError("repair needs compare_fields")
     started = time.monotonic()
-    options = VerifyOptions(sample=sample, compare_fields=compare_fields)
+    options = VerifyOptions(sample=sample, compare_fields=compare_fields, repair=repair)
     slices = split_window(settings.start_ms, settings.end_ms, settings.slice_ms)
     report = VerifyReport(settings.hbase.table, settings.elasticsearch.index, settings.start_ms,
                           settings.end_ms, options, [VerifyEntry(s) for s in slices])
@@ -166,7 +175,9 @@ def render_verify(data: dict) -> str:
              + ("; fields compared" if compare else "")]
     names = ["rows", "checked", "present", "missing", "older"]
     if compare:
-        names += ["compared", "differing"]
+        names += ["compared", "differing", "ahead"]
+    if data.get("repair"):
+        names += ["repaired"]
     rows = [(f"{s['start']} .. {s['end']}", s["status"], *(str(s[n]) for n in names),
              f"{s.get('seconds', 0.0):.1f}") for s in data["slices"]]
     t = data["totals"]
@@ -177,7 +188,7 @@ def render_verify(data: dict) -> str:
         if s.get("error"):
             lines.append(f"slice {s['start']} .. {s['end']} {s['status']}: {s['error']}")
     lines.extend(_problem_lines(data))
-    if data["exit_code"] == 0:
+    if data["exit_code"] == 0 and not (t["differing"] or t["ahead"]):
         lines.append(f"OK: all {t['checked']} checked rows have their document"
                      + (" with the same fields" if compare else ""))
     return "\n".join(lines)
@@ -195,11 +206,39 @@ def _problem_lines(data: dict) -> list[str]:
     if t["copies"]:
         lines.append(f"COPIES: {t['copies']} documents are older copies of a row in another "
                      f"index of the template, e.g. {', '.join(data['copy_examples'])}")
+    lines.extend(_field_lines(data))
+    return lines
+
+
+def _documents(count: int, verb: str = "") -> str:
+    """'1 document is' / '2 documents are' (verb "is"), or just the noun."""
+    text = f"{count} document" + ("" if count == 1 else "s")
+    if verb:
+        text += " " + (verb if count == 1 else {"is": "are", "differs": "differ"}[verb])
+    return text
+
+
+def _field_lines(data: dict) -> list[str]:
+    """What --compare-fields found, and what --repair did about it."""
+    t, repair = data["totals"], data.get("repair")
+    lines = []
     if t["differing"]:
-        lines.append(f"DIFFERENT: {t['differing']} documents differ from their rows, e.g.:")
+        fix = "" if repair else "; exporting the window again rewrites such documents"
+        lines.append(f"DIFFERENT: {_documents(t['differing'], 'differs')} from the row{fix}")
+    if t["ahead"]:
+        fix = "" if repair else "; verify --compare-fields --repair rewrites such documents"
+        lines.append(f"AHEAD: {_documents(t['ahead'], 'is')} newer than the row (a column or "
+                     f"cell deleted in HBase, or an edit in Elasticsearch), so every export "
+                     f"of it is refused as stale{fix}, e.g. {', '.join(data['ahead_examples'])}")
+    if t["differing"] or t["ahead"]:
+        lines.append("differing fields, e.g.:")
         for d in data["difference_examples"]:
             lines.append(f"  {d['id']}  {d['field']}: expected {d['expected']}, "
                          f"actual {d['actual']}")
+    if repair:
+        lines.append(f"REPAIRED: {_documents(t['repaired'])} rewritten from HBase; "
+                     f"{t['repair_conflicts']} refused because a newer version arrived "
+                     f"meanwhile; {t['repair_failed']} failed (see the dead letters)")
     return lines
 
 

@@ -21,6 +21,12 @@ than its slice's (an update moved the row: ``search.copies``), and an older copy
 been left behind. So each batch first asks for its ids over the template's indices (one
 ``ids`` search, refreshed documents only): the newest copy is the row's document, looked
 up where it is, and every other copy counts in ``copies`` (verify then fails).
+
+With ``--compare-fields`` a document whose fields differ is "differing" when an export
+can still rewrite it, and "ahead" when its version is newer than every state of its row:
+a column or cell deleted in HBase moved the row's time back, or the document was edited
+in Elasticsearch. Every export of such a row is refused as stale; ``--repair`` rewrites
+both kinds from their rows (``run.repair`` says with which version, and why).
 """
 
 from __future__ import annotations
@@ -39,9 +45,11 @@ from ..indexname import IndexTemplate
 from ..mapping import build_document, document_id
 from ..search import engine
 from ..search.copies import find_copies, newest_copies
+from ..search.deadletter import DeadLetterFile
 from ..settings import Settings
 from ..timesource import time_source
 from ..timewindow import Slice
+from .repair import Repairer
 
 MGET_BATCH = 1000
 MAX_EXAMPLES = 10  # keys and differences per slice that cross the pipe
@@ -56,6 +64,7 @@ class VerifyOptions:
     sample: int | None = None  # random rows per slice; None checks every row
     compare_fields: bool = False
     batch_size: int = MGET_BATCH
+    repair: bool = False  # rewrite compared documents that differ (needs compare_fields)
 
 
 @dataclass
@@ -72,12 +81,17 @@ class VerifySliceResult:
     older: int = 0  # document written from an older state of the row
     compared: int = 0  # documents compared field by field (--compare-fields)
     differing: int = 0  # compared documents with at least one differing field
+    ahead: int = 0  # differing, and newer than every state of the row: export cannot fix it
+    repaired: int = 0  # --repair: rewritten from their rows
+    repair_conflicts: int = 0  # --repair refused with 409: a newer version arrived meanwhile
+    repair_failed: int = 0  # --repair refused for good: in the dead letters
     missing_keys: list[str] = field(default_factory=list)  # document ids (text or b64:)
     older_keys: list[str] = field(default_factory=list)
     # Documents of checked rows in other indices than the row's newest one; like rows, a
     # row checked by two slices counts in both.
     copies: int = 0
     copy_keys: list[str] = field(default_factory=list)  # "index/id" of such copies
+    ahead_keys: list[str] = field(default_factory=list)
     differences: list[dict] = field(default_factory=list)
     rows_read: int = 0
     seconds: float = 0.0
@@ -118,12 +132,17 @@ class SliceVerifier:
             raise
         self.template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
         self.source = time_source(settings.window)
+        self.dead_letters = (DeadLetterFile(settings.run.dead_letter)
+                             if options.repair and settings.run.dead_letter else None)
+        self.repairer: Repairer | None = None  # the running slice's, with --repair
         # A value that does not decode is left out of the rebuilt document, so it shows as
         # a difference instead of stopping the check.
         self.mapping = dataclasses.replace(settings.mapping, on_decode_error="skip-field")
 
     def close(self) -> None:
         self.reader.close()
+        if self.dead_letters is not None:
+            self.dead_letters.close()
         try:
             self.client.close()
         except Exception:  # noqa: BLE001
@@ -155,6 +174,9 @@ class SliceVerifier:
         row_time = self.source.row_time
         rows_read_before = self.reader.rows_read
         reported = 0
+        if self.options.repair:
+            self.repairer = Repairer(self.client, self.settings.elasticsearch, slice_,
+                                     self.dead_letters)
         for spec in self.source.scans(slice_):
             for key, values, newest in self.reader.scan(**self.scan_kwargs(spec)):
                 t = row_time(key, values, newest)
@@ -179,6 +201,10 @@ class SliceVerifier:
         chosen.sort(key=lambda item: item[0])
         for i in range(0, len(chosen), self.options.batch_size):
             self._check(chosen[i:i + self.options.batch_size], result)
+        if self.repairer is not None:
+            counts, self.repairer = self.repairer.finish(), None
+            result.repaired, result.repair_conflicts = counts.repaired, counts.conflicts
+            result.repair_failed = counts.failed
         if progress is not None and result.rows > reported:
             progress({"rows": result.rows - reported})
         result.rows_read = self.reader.rows_read - rows_read_before
@@ -230,39 +256,80 @@ class SliceVerifier:
                     continue
                 result.present += 1
                 if values is not None:
-                    if isinstance(version, int) and version > t:
-                        key, t, values = self._state_at(key, t, values, version)
-                    self._compare(key, t, values, doc_id, doc.get("_source") or {}, result)
+                    self._judge(index, key, t, values, doc_id, doc, result)
 
-    def _state_at(self, key: bytes, t: int, values: dict, version: int) -> tuple:
-        """The row as the document's version says it was written.
+    def _judge(self, index: str, key: bytes, t: int, values: dict, doc_id: str, doc: dict,
+               result: VerifySliceResult) -> None:
+        """Compare a document with the row state its version stands for; queue a repair."""
+        version = doc.get("_version")
+        version = version if isinstance(version, int) else None
+        state = self._state_for(key, t, values, version)
+        if state is None:
+            return
+        row_time, row_values, ahead = state
+        expected, _ = build_document(key, row_values, row_time, self.mapping)
+        if self._compare(expected, doc_id, doc.get("_source") or {}, ahead, result) \
+                and self.repairer is not None:
+            self.repairer.add(index, doc_id, key, expected, doc_version=version,
+                              row_time=row_time)
 
-        A version newer than the slice's row time is a later cell-time slice's export of
-        the row, when HBase holds a state at exactly that time; the document is compared
-        with that state. Any other version (an update made in Elasticsearch, another time
-        source) is compared with the slice's own state.
+    def _state_for(self, key: bytes, t: int, values: dict, version: int | None
+                   ) -> tuple[int, dict, bool] | None:
+        """``(time, cells, ahead)`` of the row state to compare a document with, or None
+        when another slice judges it.
+
+        A version at or below the slice's row time: that state. A newer version, with the
+        cell source, is a later slice's export when HBase holds a state at exactly that
+        time: that state. When the row's newest cell is newer still, the slice of that
+        newer state finds the document older. When no state of the row reaches the
+        version, the document is ahead: compared with the row as it is now, in the one
+        slice that holds the row's newest state of the window, so it counts once. With the
+        other sources a row's time is its key's or its time column's: a newer version is
+        ahead of the only state there is.
         """
+        if version is None or version <= t:
+            return t, values, False
         if self.source.name != "cell":
-            return key, t, values
-        for _key, later, newest in self.reader.scan(row_start=key, row_stop=key + b"\x00",
-                                                    timestamp=version + 1):
-            if newest == version:
-                return key, version, later
-        return key, t, values
+            return t, values, True
+        now = self._row(key)
+        if now is None:
+            return None  # the row was deleted since the slice read it
+        newest, current = now
+        if newest == version:
+            return newest, current, False
+        if newest > version:
+            at = self._row(key, before=version + 1)
+            return (version, at[1], False) if at is not None and at[0] == version else None
+        last = newest  # the row's newest time in the window: only its slice judges
+        if newest >= self.settings.end_ms:  # the row changed again after the window
+            in_window = self._row(key, before=self.settings.end_ms)
+            last = in_window[0] if in_window is not None else None
+        return (newest, current, True) if t == last else None
 
-    def _compare(self, key: bytes, t: int, values: dict, doc_id: str, source: dict,
-                 result: VerifySliceResult) -> None:
-        expected, _ = build_document(key, values, t, self.mapping)
+    def _row(self, key: bytes, before: int | None = None) -> tuple[int, dict] | None:
+        """``(newest cell time, cells)`` of one row, with cells older than ``before`` only."""
+        rows = list(self.reader.scan(row_start=key, row_stop=key + b"\x00", timestamp=before))
+        return (rows[0][2], rows[0][1]) if rows else None
+
+    def _compare(self, expected: dict, doc_id: str, source: dict, ahead: bool,
+                 result: VerifySliceResult) -> bool:
+        """Count the document as compared, and as differing or ahead; True if it differs."""
         result.compared += 1
         differences = field_differences(expected, source)
         if not differences:
-            return
-        result.differing += 1
+            return False
+        if ahead:
+            result.ahead += 1
+            if len(result.ahead_keys) < MAX_EXAMPLES:
+                result.ahead_keys.append(doc_id)
+        else:
+            result.differing += 1
         for name, want, have in differences:
             if len(result.differences) >= MAX_EXAMPLES:
                 break
             result.differences.append({"id": doc_id, "field": name,
                                        "expected": _show_value(want), "actual": _show_value(have)})
+        return True
 
 
 # One verifier per worker process, opened by the pool's initializer.
