@@ -606,6 +606,7 @@ def add_engines(env: dict[str, str]) -> bool:
         for node in launched:
             pids.pop(node.engine.key.lower(), None)
         PIDS_FILE.write_text(json.dumps(pids))
+        write_env(env)  # without the lines of the engines that did not come up
         raise
     PIDS_FILE.write_text(json.dumps(pids))
     write_env(env)
