@@ -546,12 +546,32 @@ def launch_engine(engine: Engine, pids: dict[str, int]) -> Launched:
         node.update({"path.home": str(base), "path.data": str(base / "data"),
                      "path.logs": str(base / "logs"), "node.name": "node-1",
                      "http.port": str(http_port), "logger.level": "INFO"})
-        argv = [*jvm, "-Des.distribution.type=tar", "-cp", cp, "hbase2es.devservers.EsNode",
+        argv = [*jvm, "-Des.distribution.type=tar", f"-Des.nativelibs.path={native_libs(base)}",
+                # ES's own SIMD library (libvec) is not on Central either.
+                "-Dorg.elasticsearch.nativeaccess.enableVectorLibrary=false",
+                "-cp", cp, "hbase2es.devservers.EsNode",
                 *(f"{k}={v}" for k, v in node.items())]
     logfile = base / "node.log"
     proc = spawn(f"{engine.label} (Java {jdk_major(home)})", argv, logfile)
     pids[engine.key.lower()] = proc.pid
     return Launched(engine, f"http://{HOST}:{http_port}", proc, logfile)
+
+
+def native_libs(base: Path) -> Path:
+    """A folder for Elasticsearch's es.nativelibs.path, with the system's libzstd in it.
+
+    Central's jars carry no native libraries. Without the folder ES 9 disables native
+    access altogether, and without zstd an index with index.codec=best_compression fails
+    on its first refresh; the system's libzstd (1.5.x) has the calls ES makes.
+    """
+    folder = base / "native"
+    folder.mkdir(parents=True, exist_ok=True)
+    found = [p for pattern in ("/usr/lib/*/libzstd.so.1", "/usr/lib64/libzstd.so.1",
+                               "/lib/*/libzstd.so.1", "/usr/lib/libzstd.so.1")
+             for p in sorted(Path("/").glob(pattern.lstrip("/")))]
+    if found:
+        (folder / "libzstd.so").symlink_to(found[0])
+    return folder
 
 
 def wait_for_engine(node: Launched) -> None:
