@@ -8,13 +8,14 @@ PY := $(VENV)/bin/python
 ES_CLIENT ?= elasticsearch>=7.17,<7.18
 PYTEST_ARGS ?=
 
-.PHONY: help venv servers servers-down test unit demo bench clean
+.PHONY: help venv servers servers-all servers-down test unit demo bench clean
 
 help:
 	@echo "make demo          start local servers, load a sample table, export it"
 	@echo "make test          unit + integration tests against real local servers"
 	@echo "make servers       start (or reuse) local HBase + Elasticsearch"
-	@echo "make servers-down  stop the servers 'make servers' started"
+	@echo "make servers-all   the same plus Elasticsearch 8 and 9, OpenSearch 2 and 3"
+	@echo "make servers-down  stop the servers 'make servers' or 'make servers-all' started"
 	@echo "make bench         benchmark against the local servers (BENCH_SCALE=0.1 for a quick run)"
 
 $(VENV)/.installed: pyproject.toml
@@ -27,6 +28,11 @@ venv: $(VENV)/.installed
 
 servers: venv
 	$(PY) tools/devservers.py up
+
+# One node of every engine hbase2es supports, each in its own JVM (512 MB heap); their
+# addresses go to .devservers/env as HBASE2ES_TEST_ES_ES7/_ES8/_ES9/_OS2/_OS3.
+servers-all: venv
+	$(PY) tools/devservers.py up --all
 
 servers-down: venv
 	$(PY) tools/devservers.py down
@@ -51,4 +57,4 @@ bench: servers
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .devservers build *.egg-info .pytest_cache
+	rm -rf $(VENV) .devservers build *.egg-info .pytest_cache servers/*/target

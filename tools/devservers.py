@@ -1,14 +1,20 @@
 """Start and stop a real HBase (standalone + Thrift) and Elasticsearch on loopback.
 
-No Docker here: both servers come from Maven Central as jars (see servers/*/pom.xml)
+No Docker here: the servers come from Maven Central as jars (see servers/*/pom.xml)
 and run as plain JVMs. State lives under .devservers/ in the repository:
 
     env        HBASE2ES_TEST_HBASE=host:port (Thrift1), HBASE2ES_TEST_ES=http://host:port,
-               HBASE2ES_TEST_HBASE_THRIFT2=host:port (HBase's Thrift2 server)
+               HBASE2ES_TEST_HBASE_THRIFT2=host:port (HBase's Thrift2 server); after
+               `up --all` also HBASE2ES_TEST_ES_ES7 (the same node as HBASE2ES_TEST_ES),
+               HBASE2ES_TEST_ES_ES8, _ES9, _OS2 and _OS3, one node of each engine
     pids.json  the PIDs this tool started, so `down` stops exactly those
     <name>/    each server's data, config and log
 
-Usage: python tools/devservers.py up|down|status
+`up` starts HBase and Elasticsearch 7.10.2 (the default sink). `up --all` adds one node
+each of Elasticsearch 8 and 9 and OpenSearch 2 and 3 (see ENGINES), beside a running set or
+together with a new one. Nodes that already answer are reused.
+
+Usage: python tools/devservers.py up [--all] | down | status [--all]
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +65,12 @@ ES_JVM_FLAGS = [
     "-Dlog4j2.formatMsgNoLookups=true",
     "-Djava.net.preferIPv4Stack=true",
 ]
+
+# The Elasticsearch 8/9 launcher: its sources, shared by the poms that compile them.
+LAUNCHER_SOURCES = POMS / "es-node" / "src"
+COMPILED_POMS = ("es8", "es9")
+# JDKs looked at when the one on PATH / JAVA_HOME is too old for an engine.
+JDK_DIRS = (Path("/usr/lib/jvm"),)
 
 LOG4J2 = """status = warn
 appender.file.type = Console
@@ -132,20 +145,31 @@ def ours(pid: int) -> bool:
     return str(STATE).encode() in cmd and alive(pid)
 
 
-def classpath(name: str) -> str:
-    """Resolve a server's jars with Maven once; the list is cached next to its data."""
+def classpath(name: str, java_home: str | None = None) -> str:
+    """Resolve a server's jars with Maven once; the list is cached next to its data.
+
+    A pom with Java sources of its own (servers/es-node, the ES 8/9 launcher) is compiled
+    too, with ``java_home``'s compiler, and its classes lead the classpath.
+    """
     pom = POMS / name / "pom.xml"
+    classes = POMS / name / "target" / "classes"
+    sources = [pom, *LAUNCHER_SOURCES.rglob("*.java")] if name in COMPILED_POMS else [pom]
     out = STATE / f"{name}.classpath"
-    if out.exists() and out.stat().st_mtime >= pom.stat().st_mtime:
+    if (out.exists() and all(out.stat().st_mtime >= f.stat().st_mtime for f in sources)
+            and (name not in COMPILED_POMS or classes.is_dir())):
         return out.read_text().strip()
     log(f"resolving {name} jars with Maven (first time downloads them)")
     STATE.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
-    cmd = ["mvn", "-B", "-q", "-f", str(pom), "dependency:build-classpath",
+    goals = ["compile"] if name in COMPILED_POMS else []
+    cmd = ["mvn", "-B", "-q", "-f", str(pom), *goals, "dependency:build-classpath",
            f"-Dmdep.outputFile={tmp}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, "JAVA_HOME": java_home} if java_home else None
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise StartError(f"Maven could not resolve {name}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+    if name in COMPILED_POMS:
+        tmp.write_text(f"{classes}:{tmp.read_text().strip()}")
     tmp.replace(out)
     return out.read_text().strip()
 
@@ -355,9 +379,7 @@ def launch_es(pids: dict[str, int], base: Path | None = None, http_port: int | N
         shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True, exist_ok=True)
     if http_port is None:
-        http_port = next((p + 1 for p in ES_PORT_RANGE if port_free(p + 1)), None)
-    if http_port is None:
-        raise StartError("no free port for Elasticsearch in 9201-9299")
+        http_port = engine_port()
     # The runner keeps an existing elasticsearch.yml. Without single-node discovery a
     # node on loopback would find another one (a private test node, a second checkout's
     # servers) on 9300-9305 and try to join its cluster.
@@ -393,6 +415,230 @@ def wait_for_es(url: str, proc: subprocess.Popen, logfile: Path) -> None:
            {"persistent": {"cluster.routing.allocation.disk.threshold_enabled": False}})
 
 
+# ---------------------------------------------------------------------------- more engines
+
+@dataclass(frozen=True)
+class Engine:
+    """One search engine node that `up --all` runs beside the default Elasticsearch 7."""
+
+    key: str      # env line HBASE2ES_TEST_ES_<key>; lower-cased, the folder under STATE
+    pom: str      # its folder under servers/
+    product: str  # "elasticsearch" or "opensearch", as GET / names it
+    major: int
+    java: int     # the oldest Java it runs on
+    runner: bool  # codelibs' OpenSearch runner; else our own launcher (servers/es-node)
+
+    @property
+    def env_name(self) -> str:
+        return f"HBASE2ES_TEST_ES_{self.key}"
+
+    @property
+    def label(self) -> str:
+        return f"{'OpenSearch' if self.product == 'opensearch' else 'Elasticsearch'} {self.major}"
+
+
+ENGINES = (
+    Engine("ES8", "es8", "elasticsearch", 8, 17, runner=False),
+    Engine("ES9", "es9", "elasticsearch", 9, 21, runner=False),
+    Engine("OS2", "opensearch2", "opensearch", 2, 17, runner=True),
+    Engine("OS3", "opensearch3", "opensearch", 3, 21, runner=True),
+)
+# The default sink under its engine name, so tests can loop over every HBASE2ES_TEST_ES_*.
+ES7_ENV = "HBASE2ES_TEST_ES_ES7"
+# HTTP ports handed out in this run: several nodes start at once and the codelibs runners
+# only take ports up to 9299, so two of them must not pick the same free one.
+_claimed_ports: set[int] = set()
+
+
+def jdk_major(home: Path) -> int:
+    """The feature release of the JDK at ``home`` (from its `release` file), 0 if unknown."""
+    try:
+        for line in (home / "release").read_text().splitlines():
+            if line.startswith("JAVA_VERSION="):
+                version = line.split("=", 1)[1].strip('"')
+                return int(version.split(".")[0])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def java_home_for(minimum: int) -> Path:
+    """A JDK of release ``minimum`` or newer: JAVA_HOME, the java on PATH, then JDK_DIRS."""
+    candidates = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(Path(os.environ["JAVA_HOME"]))
+    if shutil.which("java"):
+        candidates.append(Path(os.path.realpath(shutil.which("java"))).parent.parent)
+    for folder in JDK_DIRS:
+        if folder.is_dir():
+            candidates.extend(sorted(folder.iterdir(), key=jdk_major, reverse=True))
+    for home in candidates:
+        if (home / "bin" / "java").exists() and jdk_major(home) >= minimum:
+            return home
+    raise StartError(f"no JDK {minimum}+ found (JAVA_HOME, PATH, {', '.join(map(str, JDK_DIRS))})")
+
+
+def engine_port() -> int:
+    """A free HTTP port in 9201-9299 that no node of this run has taken yet."""
+    for port in range(ES_PORT_RANGE.start + 1, ES_PORT_RANGE.stop + 1):
+        if port not in _claimed_ports and port_free(port):
+            _claimed_ports.add(port)
+            return port
+    raise StartError("no free port for a search engine in 9201-9299")
+
+
+def engine_root(url: str) -> dict:
+    with urllib.request.urlopen(url + "/", timeout=10) as resp:
+        return json.load(resp)
+
+
+def engine_answers(url: str, engine: Engine) -> bool:
+    """True when ``url`` is a healthy node of ``engine`` (GET / names the product and major)."""
+    version = engine_root(url).get("version", {})
+    product = version.get("distribution", "elasticsearch")
+    return (product == engine.product and str(version.get("number", "")).startswith(f"{engine.major}.")
+            and es_answers(url))
+
+
+@dataclass
+class Launched:
+    """A node that was started and may not answer yet."""
+
+    engine: Engine
+    url: str
+    proc: subprocess.Popen
+    logfile: Path
+
+
+def engine_heap() -> str:
+    return os.environ.get("HBASE2ES_DEVSERVERS_ENGINE_HEAP", "512m")
+
+
+def launch_engine(engine: Engine, pids: dict[str, int]) -> Launched:
+    """Start one node of ``engine`` on fresh data under STATE; return without waiting."""
+    home = java_home_for(engine.java)
+    cp = classpath(engine.pom, str(home))
+    base = STATE / engine.key.lower()
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    http_port = engine_port()
+    cluster = f"hbase2es-dev-{engine.key.lower()}"
+    # Each node has its own cluster name and single-node discovery so that nodes on
+    # loopback never join each other.
+    node = {"discovery.type": "single-node", "network.host": HOST,
+            "transport.port": str(free_port()), "cluster.name": cluster,
+            # Shared CI disks can be nearly full: a watermark must not make indices read-only.
+            "cluster.routing.allocation.disk.threshold_enabled": "false"}
+    jvm = [str(home / "bin" / "java"), f"-Xms{engine_heap()}", f"-Xmx{engine_heap()}",
+           "-Dlog4j2.formatMsgNoLookups=true", "-Djava.net.preferIPv4Stack=true",
+           # Lucene and the servers call into native code through java.lang.foreign.
+           *(["--enable-native-access=ALL-UNNAMED"] if jdk_major(home) >= 21 else []),
+           f"-Dhbase2es.devservers={STATE}"]
+    if engine.runner:
+        # The runner reads node_1/config/opensearch.yml and serves HTTP on baseHttpPort + 1.
+        config = base / "node" / "node_1" / "config"
+        config.mkdir(parents=True)
+        (config / "opensearch.yml").write_text("".join(f"{k}: {v}\n" for k, v in node.items()))
+        argv = [*jvm, "-cp", cp, "org.codelibs.opensearch.runner.OpenSearchRunner",
+                "-basePath", str(base / "node"), "-numOfNode", "1",
+                "-baseHttpPort", str(http_port - 1), "-clusterName", cluster]
+    else:
+        node.update({"path.home": str(base), "path.data": str(base / "data"),
+                     "path.logs": str(base / "logs"), "node.name": "node-1",
+                     "http.port": str(http_port), "logger.level": "INFO"})
+        argv = [*jvm, "-Des.distribution.type=tar", f"-Des.nativelibs.path={native_libs(base)}",
+                # ES's own SIMD library (libvec) is not on Central either.
+                "-Dorg.elasticsearch.nativeaccess.enableVectorLibrary=false",
+                "-cp", cp, "hbase2es.devservers.EsNode",
+                *(f"{k}={v}" for k, v in node.items())]
+    logfile = base / "node.log"
+    proc = spawn(f"{engine.label} (Java {jdk_major(home)})", argv, logfile)
+    pids[engine.key.lower()] = proc.pid
+    return Launched(engine, f"http://{HOST}:{http_port}", proc, logfile)
+
+
+def native_libs(base: Path) -> Path:
+    """A folder for Elasticsearch's es.nativelibs.path, with the system's libzstd in it.
+
+    Central's jars carry no native libraries. Without the folder ES 9 disables native
+    access altogether, and without zstd an index with index.codec=best_compression fails
+    on its first refresh; the system's libzstd (1.5.x) has the calls ES makes.
+    """
+    folder = base / "native"
+    folder.mkdir(parents=True, exist_ok=True)
+    found = [p for pattern in ("/usr/lib/*/libzstd.so.1", "/usr/lib64/libzstd.so.1",
+                               "/lib/*/libzstd.so.1", "/usr/lib/libzstd.so.1")
+             for p in sorted(Path("/").glob(pattern.lstrip("/")))]
+    if found:
+        (folder / "libzstd.so").symlink_to(found[0])
+    return folder
+
+
+def wait_for_engine(node: Launched) -> None:
+    wait_until(node.engine.label, lambda: engine_answers(node.url, node.engine), node.proc,
+               node.logfile)
+
+
+def prepare_engines(engines) -> None:
+    """Resolve (and compile) every engine's jars first, so a Maven failure leaves no JVM."""
+    for engine in engines:
+        classpath(engine.pom, str(java_home_for(engine.java)))
+
+
+def missing_engines(env: dict[str, str]) -> list[Engine]:
+    """The engines whose env line is absent or does not point at a healthy node of them."""
+    def answers(engine: Engine) -> bool:
+        try:
+            return engine_answers(env.get(engine.env_name, ""), engine)
+        except Exception:  # noqa: BLE001 - any failure means "start it"
+            return False
+    return [e for e in ENGINES if not answers(e)]
+
+
+def add_engines(env: dict[str, str]) -> bool:
+    """Start the engines the running set lacks; True when it started any.
+
+    On a failure it stops the nodes it started (others keep running) and raises.
+    """
+    env[ES7_ENV] = env["HBASE2ES_TEST_ES"]
+    todo = missing_engines(env)
+    if not todo:
+        write_env(env)
+        return False
+    prepare_engines(todo)
+    pids = json.loads(PIDS_FILE.read_text()) if PIDS_FILE.exists() else {}
+    for engine in todo:  # alive but not answering: replace it
+        old = pids.pop(engine.key.lower(), None)
+        if old and ours(old):
+            os.kill(old, signal.SIGKILL)
+        env.pop(engine.env_name, None)
+    started = time.monotonic()
+    launched: list[Launched] = []
+    try:
+        for engine in todo:
+            launched.append(launch_engine(engine, pids))
+            PIDS_FILE.write_text(json.dumps(pids))
+        for node in launched:
+            wait_for_engine(node)
+            env[node.engine.env_name] = node.url
+    except BaseException:
+        stop({n.engine.key.lower(): n.proc.pid for n in launched}, quiet=True)
+        for node in launched:
+            pids.pop(node.engine.key.lower(), None)
+        PIDS_FILE.write_text(json.dumps(pids))
+        write_env(env)  # without the lines of the engines that did not come up
+        raise
+    PIDS_FILE.write_text(json.dumps(pids))
+    write_env(env)
+    log(f"added {', '.join(f'{n.engine.label} {n.url}' for n in launched)} "
+        f"in {time.monotonic() - started:.0f}s")
+    return True
+
+
+def write_env(env: dict[str, str]) -> None:
+    ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+
+
 # ---------------------------------------------------------------------------- commands
 
 def add_thrift2() -> dict[str, str] | None:
@@ -423,57 +669,77 @@ def add_thrift2() -> dict[str, str] | None:
     return env
 
 
-def up() -> dict[str, str]:
+def up(all_engines: bool = False) -> dict[str, str]:
     """Start the servers, or reuse the ones named in .devservers/env when they answer."""
-    return ensure()[0]
+    return ensure_state(all_engines)[0]
 
 
 def ensure() -> tuple[dict[str, str], bool]:
     """Like up(), and whether this call started the servers, so that its caller (and only
     its caller) stops them: a slow answer to a status check must not make a caller stop
     servers that someone else started."""
+    env, state = ensure_state()
+    return env, state == "started"
+
+
+def ensure_state(all_engines: bool = False) -> tuple[dict[str, str], str]:
+    """Like up(); the state says what this call did: "started" the whole set, "added"
+    engines beside a running HBase and Elasticsearch 7, or "reused" everything."""
     env = running_env()
     if env:
         log(f"reusing running servers: {env['HBASE2ES_TEST_HBASE']}, {env['HBASE2ES_TEST_ES']}, "
             f"Thrift2 {env['HBASE2ES_TEST_HBASE_THRIFT2']}")
-        return env, False
-    env = add_thrift2()
+    else:
+        env = add_thrift2()
     if env:
-        return env, False
+        added = all_engines and add_engines(env)
+        if all_engines and not added:
+            log("reusing running engines: " + ", ".join(
+                f"{e.key} {env[e.env_name]}" for e in ENGINES))
+        return env, "added" if added else "reused"
+    return start_all(ENGINES if all_engines else ()), "started"
+
+
+def start_all(engines) -> dict[str, str]:
+    """Start HBase, Elasticsearch 7 and ``engines`` afresh; the JVMs boot side by side."""
     down(quiet=True)  # a half-alive earlier set must not linger beside the new one
     STATE.mkdir(parents=True, exist_ok=True)
     pids: dict[str, int] = {}
     started = time.monotonic()
     try:
-        # Resolve both classpaths before starting anything, so a Maven failure leaves no JVM.
+        # Resolve every classpath before starting anything, so a Maven failure leaves no JVM.
         classpath("hbase")
         classpath("elasticsearch")
-        # Elasticsearch boots while HBase does: together they take little more than HBase.
+        prepare_engines(engines)
+        # The search engines boot while HBase does: together they take little more than HBase.
         es, es_proc, es_log = launch_es(pids)
+        launched = [launch_engine(engine, pids) for engine in engines]
         PIDS_FILE.write_text(json.dumps(pids))
         hbase = start_hbase(pids)
         PIDS_FILE.write_text(json.dumps(pids))
         thrift2 = start_hbase_thrift2(pids, STATE / "hbase" / "conf", classpath("hbase"))
         PIDS_FILE.write_text(json.dumps(pids))
         wait_for_es(es, es_proc, es_log)
+        for node in launched:
+            wait_for_engine(node)
     except BaseException:
         PIDS_FILE.write_text(json.dumps(pids))
         down(quiet=True)
         raise
     env = {"HBASE2ES_TEST_HBASE": hbase, "HBASE2ES_TEST_ES": es,
            "HBASE2ES_TEST_HBASE_THRIFT2": thrift2}
-    ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    if engines:
+        env[ES7_ENV] = es
+        env.update({node.engine.env_name: node.url for node in launched})
+    write_env(env)
     log(f"servers up in {time.monotonic() - started:.0f}s: HBase Thrift {hbase}, "
-        f"Thrift2 {thrift2}, Elasticsearch {es}")
-    return env, True
+        f"Thrift2 {thrift2}, Elasticsearch {es}"
+        + "".join(f", {node.engine.label} {node.url}" for node in launched))
+    return env
 
 
-def down(quiet: bool = False) -> None:
-    """Stop exactly the processes `up` started, by PID."""
-    try:
-        pids = json.loads(PIDS_FILE.read_text())
-    except (OSError, ValueError):
-        pids = {}
+def stop(pids: dict[str, int], quiet: bool = False) -> None:
+    """SIGTERM each of ``pids`` that this tool started, SIGKILL what outlives STOP_TIMEOUT_S."""
     mine = {name: pid for name, pid in pids.items() if ours(pid)}
     for name, pid in mine.items():
         os.kill(pid, signal.SIGTERM)
@@ -485,27 +751,51 @@ def down(quiet: bool = False) -> None:
             os.kill(pid, signal.SIGKILL)
         if not quiet:
             log(f"stopped {name} (pid {pid})")
-    for path in (PIDS_FILE, ENV_FILE):
-        path.unlink(missing_ok=True)
     if not quiet and not mine:
         log("nothing to stop")
 
 
+def down(quiet: bool = False) -> None:
+    """Stop exactly the processes `up` started, by PID."""
+    try:
+        pids = json.loads(PIDS_FILE.read_text())
+    except (OSError, ValueError):
+        pids = {}
+    stop(pids, quiet)
+    for path in (PIDS_FILE, ENV_FILE):
+        path.unlink(missing_ok=True)
+
+
+def status(all_engines: bool) -> int:
+    env = running_env()
+    if env and all_engines and missing_engines(env):
+        env = None
+    if not env:
+        print("not running")
+        return 1
+    names = {"HBASE2ES_TEST_HBASE", "HBASE2ES_TEST_ES", "HBASE2ES_TEST_HBASE_THRIFT2"}
+    if all_engines:
+        names |= {ES7_ENV, *(e.env_name for e in ENGINES)}
+    print("\n".join(f"{k}={v}" for k, v in env.items() if k in names))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else "up"
+    flags = argv[2:]
+    if cmd not in ("up", "down", "status") or flags not in ([], ["--all"]) or (
+            cmd == "down" and flags):
+        print(__doc__, file=sys.stderr)
+        return 2
+    all_engines = flags == ["--all"]
     try:
         if cmd == "up":
-            # stdout says whether this call started them (`make test` stops only those).
-            print("started" if ensure()[1] else "reused")
+            # stdout says what this call started (`make test` stops only what it started).
+            print(ensure_state(all_engines)[1])
         elif cmd == "down":
             down()
-        elif cmd == "status":
-            env = running_env()
-            print("\n".join(f"{k}={v}" for k, v in env.items()) if env else "not running")
-            return 0 if env else 1
         else:
-            print(__doc__, file=sys.stderr)
-            return 2
+            return status(all_engines)
     except StartError as exc:
         log(str(exc))
         return 1
