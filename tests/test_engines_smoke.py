@@ -18,7 +18,7 @@ import pytest
 
 import devservers  # tools/ is on the path (conftest)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.contract]
 
 # key -> (product as GET / names it, major version)
 ENGINES = {
