@@ -18,8 +18,11 @@ from click.core import ParameterSource
 
 from . import __version__
 from .errors import ConfigError, ExitCode, Hbase2esError
+from .run.logformat import error_line, secrets_of
+from .run.logformat import reset as reset_log_format
 from .run.report import setup_logging, summary_table, write_json
-from .settings import EXECUTORS, LOG_LEVELS, Settings, load_settings, parse_bool
+from .settings import (EXECUTORS, LOG_FORMATS, LOG_LEVELS, SUMMARIES, Settings, load_settings,
+                       parse_bool)
 
 log = logging.getLogger("hbase2es")
 
@@ -113,6 +116,8 @@ selection_options = _options(
              help="Zone for dates without offset and for index names (default UTC)."),
     _setting("run.log_level", "--log-level", name="log_level", type=click.Choice(LOG_LEVELS),
              help="Log verbosity; debug also shows tracebacks."),
+    _setting("run.log_format", "--log-format", name="log_format", type=click.Choice(LOG_FORMATS),
+             help="Log lines as text (human, the default) or one JSON object per line."),
 )
 
 # Options of more than one command, declared once.
@@ -146,7 +151,8 @@ def build_settings(ctx: click.Context, *, need_window: bool = True) -> Settings:
             overrides[key] = value
     settings = load_settings(ctx.params.get("config"), overrides,
                              now_ms=int(time.time() * 1000), need_window=need_window)
-    setup_logging(settings.run.log_level)
+    setup_logging(settings.run.log_level, settings.run.log_format,
+                  secrets_of(settings.elasticsearch))
     return settings
 
 
@@ -154,7 +160,8 @@ def _check_output_dirs(settings: Settings) -> None:
     """A report or dead-letter file in a missing directory fails now, not after the export."""
     for key, path in (("run.report", settings.run.report),
                       ("run.dead_letter", settings.run.dead_letter),
-                      ("run.ledger", settings.run.ledger)):
+                      ("run.ledger", settings.run.ledger),
+                      ("run.metrics_file", settings.run.metrics_file)):
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise ConfigError(f"{key}: directory of {path!r} does not exist")
 
@@ -163,6 +170,7 @@ class Hbase2esGroup(click.Group):
     """Turns every error into one line on stderr and an exit code."""
 
     def invoke(self, ctx):
+        reset_log_format()  # an error before the settings exist: human, secrets scrubbed
         try:
             return super().invoke(ctx)
         except click.BadParameter as exc:
@@ -211,7 +219,7 @@ def _classify(exc: Exception) -> tuple[ExitCode, str]:
 def _fail(ctx, message: str, code: ExitCode):
     if log.isEnabledFor(logging.DEBUG) and sys.exc_info()[0] is not None:
         traceback.print_exc()
-    click.echo(f"hbase2es: error: {message}", err=True)
+    click.echo(error_line(message, int(code)), err=True)  # secrets scrubbed, in the log format
     ctx.exit(int(code))
 
 
@@ -253,6 +261,27 @@ def cli():
           callback=_spark_conf_pairs, metavar="KEY=VALUE",
           help="A Spark property for --executor spark, e.g. spark.executor.memory=2g; "
                "repeat for several.")
+@_setting("run.max_docs_per_second", "--max-docs-per-second", name="max_docs_per_second",
+          metavar="N", help="Documents per second for the whole run, all workers together "
+                            "(--executor spark: each task gets its share).")
+@_setting("run.max_bytes_per_second", "--max-bytes-per-second", name="max_bytes_per_second",
+          metavar="N", help="Bulk request bytes per second for the whole run, all workers "
+                            "together.")
+@_setting("hbase.max_rows_per_second", "--max-rows-per-second", name="max_rows_per_second",
+          metavar="N", help="Rows per second the HBase scans of the whole run may return, "
+                            "all workers together.")
+@_switch("adaptive", "Fewer concurrent bulks while Elasticsearch answers 429 or slows down, "
+                     "more again when it recovers (default: on).")
+@_setting("run.metrics_file", "--metrics-file", name="metrics_file",
+          type=click.Path(dir_okay=False), metavar="PATH",
+          help="Write the run's metrics in Prometheus text format to this file (for "
+               "node_exporter's textfile collector), while running and at the end.")
+@_setting("run.metrics_interval", "--metrics-interval", name="metrics_interval",
+          metavar="SECONDS", help="Seconds between metrics file writes while running "
+                                  "(default 15).")
+@_setting("run.summary", "--summary", name="summary", type=click.Choice(SUMMARIES),
+          help="End-of-run table: short (totals, failed and slowest slices; the default) or "
+               "full (every slice).")
 def export(**params):
     """Export the rows of a time window from HBase into Elasticsearch."""
     from .run.export import run_export
@@ -264,7 +293,7 @@ def export(**params):
 
         require_pyspark()
     report = run_export(settings)
-    click.echo(summary_table(report))
+    click.echo(summary_table(report, full=settings.run.summary == "full"))
     if settings.run.report:
         write_json(settings.run.report, report.to_dict())
     if report.exit_code == ExitCode.INTERRUPTED:

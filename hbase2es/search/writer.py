@@ -60,7 +60,9 @@ class BulkWriter:
                  retry_seconds: float = 300.0,
                  on_failure: Callable[[Rejection], None] | None = None,
                  on_settled: Callable[[object], None] | None = None,
-                 send: Callable[[bytes], dict] | None = None):
+                 send: Callable[[bytes], dict] | None = None,
+                 around_send: Callable[[Callable[[bytes], dict]], Callable[[bytes], dict]]
+                 | None = None):
         self.client = client
         self.chunker = Chunker(max_docs, max_bytes)
         self.retry_seconds = retry_seconds
@@ -71,6 +73,9 @@ class BulkWriter:
         # The one HTTP call; a test may wrap it to inject per-item rejections.
         self.send = send or (lambda payload: engine.bulk(client, payload,
                                                             filter_path=FILTER_PATH))
+        # The run's rate and concurrency limits (run.limiter) wrap the call, retries included.
+        if around_send is not None:
+            self.send = around_send(self.send)
         self.counts = BulkCounts()
 
     def add(self, item: bytes, key: object) -> None:
