@@ -122,6 +122,29 @@ def test_a_small_run_still_shows_every_slice():
     assert sum(" .. " in line for line in lines) == 4 and "slices: 4 done" in lines
 
 
+def test_the_summary_shows_the_achieved_rate_and_how_often_it_backed_off():
+    from hbase2es.run.report import record_rates
+
+    report = _week_of_slices(failed=())
+    report.slices = report.slices[:4]
+    for s in report.slices:
+        s.rows_read = 20
+    counters = {"sending_seconds": 0.02, "bytes_sent": 40_000, "rejected_429": 7,
+                "bulk_retries": 3, "backoffs": 2, "increases": 2, "pressured_bulks": 3,
+                "concurrency": 4, "lowest_concurrency": 1, "ceiling": 4, "requests": 9}
+    record_rates(report, {"max_docs_per_second": 2000.0, "max_rows_per_second": None},
+                 counters, adaptive=True)
+    assert report.throughput == {"docs_per_second": 2000.0, "rows_per_second": 4000.0,
+                                 "bytes_per_second": 2_000_000.0, "sending_seconds": 0.02,
+                                 "limits": {"max_docs_per_second": 2000.0}}
+    assert report.to_dict()["pressure"]["backoffs"] == 2
+    lines = summary_table(report).splitlines()
+    assert "rate: 2,000 docs/s, 4,000 rows read/s, 2.00 MB/s over 0.0s of sending " \
+        "(limit 2,000 docs/s)" in lines
+    assert "Elasticsearch pushed back: 7 x 429, 2 back-off(s): concurrent bulks went down " \
+        "to 1 of 4, ended at 4" in lines
+
+
 # --------------------------------------------------------------------------- text format
 
 

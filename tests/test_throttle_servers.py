@@ -125,6 +125,32 @@ def test_a_documents_rate_holds_for_the_whole_run_across_workers(servers, es, in
     assert promtext.value(final, "hbase2es_bulk_concurrency") == workers
 
 
+@pytest.mark.timeout(120)
+def test_a_rows_limit_holds_the_hbase_scans_of_all_workers(servers, es, index, tmp_path,
+                                                           loaded_table):
+    # Cell-time slices read every row older than their end: the first four slices of the
+    # table read 2,500 + 5,000 + 7,500 + 10,000 rows: 5 s at 5,000 rows/s (about 1.5 s
+    # without a limit here).
+    limit, slices = 5_000, 4
+    config = write_config(tmp_path / "job.toml", "[elasticsearch]\nbulk_docs = 100\n")
+    report = tmp_path / "report.json"
+    args = ["export", "--config", config, "--hbase", servers.hbase, "--table", loaded_table,
+            "--es", servers.es, "--index", index, "--start", str(T0),
+            "--end", str(T0 + slices * SLICE_MS), "--slice", "1m", "--workers", "2",
+            "--max-rows-per-second", str(limit), "--report", report, "--quiet"]
+    with ExportProcess(args, tmp_path) as run:
+        assert run.wait(90) == 0, run.output()
+    data = read_report(report)
+    rows_read = sum(s["rows_read"] for s in data["slices"])
+    assert rows_read == 25_000 and data["totals"]["indexed"] == 10_000
+    # Not faster than the limit (the reading cannot take less than rows / limit) ...
+    assert data["throughput"]["sending_seconds"] >= 0.85 * rows_read / limit, data["throughput"]
+    assert data["throughput"]["rows_per_second"] <= 1.1 * limit, data["throughput"]
+    # ... and no brake either. (A worker that sends a bulk reads nothing meanwhile, and the
+    # last slice has one worker to itself: the limit is a ceiling the run need not reach.)
+    assert data["throughput"]["rows_per_second"] >= 0.6 * limit, data["throughput"]
+
+
 # --------------------------------------------------------------------------- 429s
 
 PRESSURE_ROWS = 4000

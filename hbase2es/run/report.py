@@ -236,7 +236,8 @@ def _rate_line(throughput: dict | None) -> str | None:
     if not throughput or not throughput.get("sending_seconds"):
         return None
     size = throughput.get("bytes_per_second")
-    line = (f"rate: {throughput['docs_per_second']:,.0f} docs/s"
+    line = (f"rate: {throughput['docs_per_second']:,.0f} docs/s, "
+            f"{throughput['rows_per_second']:,.0f} rows read/s"
             + (f", {size / 1e6:,.2f} MB/s" if size is not None else "")
             + f" over {throughput['sending_seconds']:.1f}s of sending")
     given = throughput.get("limits") or {}
