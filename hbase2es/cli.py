@@ -7,10 +7,8 @@ stderr, no traceback (``--log-level debug`` shows one).
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
-import time
 import traceback
 
 import click
@@ -19,161 +17,24 @@ from click.core import ParameterSource
 
 from . import __version__
 from .errors import ConfigError, ExitCode, Hbase2esError
+from .run.logformat import error_line
+from .run.logformat import reset as reset_log_format
 from .run.report import setup_logging, summary_table, write_json
-from .settings import EXECUTORS, LOG_LEVELS, Settings, load_settings, parse_bool
+from .settings import EXECUTORS, SUMMARIES
 from .signals import STOP_SIGNALS
+# SETTING_OF is re-exported: the precedence meta-tests read it from here.
+from .options import (AS_JSON, INCREMENTAL, LEDGER, LOOKBACK, REPORT, SETTING_OF,  # noqa: F401
+                      SPLIT_BY_REGION, WORKERS, build_settings, check_output_dirs, env_name,
+                      hbase_address, selection_options, setting_option, spark_conf_pairs,
+                      switch_option)
 
 log = logging.getLogger("hbase2es")
-
-# Sources that mean "the user said so": only these reach Settings, so a click default can
-# never hide the TOML file, and an explicit false or 0 is not mistaken for "not given".
-GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-
-# Parameter name -> the Settings key (or keys, for a value click splits) it sets.
-# Filled by _setting() as the options are declared, so the two cannot drift apart.
-SETTING_OF: dict[str, str | tuple[str, ...]] = {}
-
-
-def _env(name: str) -> str:
-    return f"HBASE2ES_{name.upper()}"
-
-
-def _hbase_address(ctx, param, value):
-    if value is None:
-        return None
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise click.BadParameter(f"expected HOST:PORT, got {value!r}")
-    return host, int(port)
-
-
-def _spark_conf_pairs(ctx, param, values):
-    """``--spark-conf KEY=VALUE`` (repeatable) -> {KEY: VALUE}; None when not given."""
-    if not values:
-        return None
-    conf = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
-        conf[key.strip()] = value
-    return conf
-
-
-class Switch(click.types.BoolParamType):
-    """A ``--x/--no-x`` value: the flags give a bool, HBASE2ES_X one of BOOLEAN_WORDS."""
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, bool):
-            return value
-        try:
-            return parse_bool(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def _setting(key: str | tuple[str, ...], *decls: str, name: str, **attrs):
-    """An option that sets Settings ``key``, also from HBASE2ES_<NAME>; no click default."""
-    SETTING_OF[name] = key
-    attrs.setdefault("envvar", _env(name))
-    return click.option(*decls, name, default=None, **attrs)
-
-
-def _switch(name: str, help: str):
-    """A boolean setting ``run.<name>`` as ``--x/--no-x``, so the flag or env can say no."""
-    flag = name.replace("_", "-")
-    return _setting(f"run.{name}", f"--{flag}/--no-{flag}", name=name, type=Switch(), help=help)
-
-
-def _options(*options):
-    """Several options as one decorator, listed in --help in the order given."""
-    def apply(fn):
-        for option in reversed(options):
-            fn = option(fn)
-        return fn
-    return apply
-
-
-# Options shared by every command that selects a table, an index and a window.
-selection_options = _options(
-    click.option("--config", "config", type=click.Path(dir_okay=False), envvar=_env("config"),
-                 help="TOML config file (flags and HBASE2ES_* env vars override it)."),
-    _setting(("hbase.host", "hbase.port"), "--hbase", name="hbase", callback=_hbase_address,
-             metavar="HOST:PORT", help="HBase Thrift1 server."),
-    _setting("hbase.table", "--table", name="table", help="HBase table to export."),
-    _setting("elasticsearch.hosts", "--es", name="es_hosts", envvar=_env("es"), multiple=True,
-             metavar="URL", help="Elasticsearch URL; repeat for several nodes."),
-    _setting("elasticsearch.index", "--index", name="index", metavar="TEMPLATE",
-             help="Index name or template such as 'events-{time:%Y.%m.%d}'."),
-    _setting("window.start", "--start", name="start", metavar="TIME",
-             help="Window start (inclusive): ISO-8601, date, epoch ms or now-2h."),
-    _setting("window.end", "--end", name="end", metavar="TIME",
-             help="Window end (exclusive): same forms as --start."),
-    _setting("window.slice", "--slice", name="slice_", envvar=_env("slice"), metavar="DURATION",
-             help="Slice length such as 15m, 1h, 1d."),
-    _setting("window.tz", "--tz", name="tz", metavar="ZONE",
-             help="Zone for dates without offset and for index names (default UTC)."),
-    _setting("run.log_level", "--log-level", name="log_level", type=click.Choice(LOG_LEVELS),
-             help="Log verbosity; debug also shows tracebacks."),
-)
-
-# Options of more than one command, declared once.
-WORKERS = _setting("run.workers", "--workers", name="workers", type=click.IntRange(min=1),
-                   help="Worker processes, each with its own HBase and Elasticsearch connection.")
-REPORT = _setting("run.report", "--report", name="report", type=click.Path(dir_okay=False),
-                  help="Write the result as a JSON report (every slice and the totals) to "
-                       "this file.")
-AS_JSON = click.option("--json", "as_json", is_flag=True,
-                       help="Print the result as JSON instead of text.")
-LEDGER = _setting("run.ledger", "--ledger", name="ledger", type=click.Path(dir_okay=False),
-                  help="SQLite file recording every slice of this job (for --resume, "
-                       "--incremental).")
-INCREMENTAL = _switch("incremental", "Start at the ledger's watermark: export only what is "
-                                     "new (for cron).")
-LOOKBACK = _setting(
-    "run.lookback", "--lookback", name="lookback", metavar="DURATION",
-    help="With --incremental, also export again the done slices ending less than DURATION "
-         "(e.g. 30s, 10m) before the watermark, for rows written late with an older time.")
-SPLIT_BY_REGION = _switch(
-    "split_by_region",
-    "Run each slice as one task per table region it touches, so several workers share "
-    "a big slice (default: on for time_source = rowkey, off otherwise).")
-
-
-def build_settings(ctx: click.Context, *, need_window: bool = True) -> Settings:
-    """What the user gave (flag, else env, as click resolved it) over the file over defaults.
-
-    A parameter counts only when its source is the command line or the environment, so
-    ``--no-resume`` or ``HBASE2ES_RESUME=false`` beats ``resume = true`` in the file.
-    """
-    overrides: dict[str, object] = {}
-    for name, key in SETTING_OF.items():
-        if name not in ctx.params or ctx.get_parameter_source(name) not in GIVEN:
-            continue
-        value = ctx.params[name]
-        if isinstance(key, tuple):  # one flag, several keys: --hbase HOST:PORT
-            overrides.update(zip(key, value))
-        else:
-            overrides[key] = value
-    settings = load_settings(ctx.params.get("config"), overrides,
-                             now_ms=int(time.time() * 1000), need_window=need_window)
-    setup_logging(settings.run.log_level)
-    return settings
-
-
-def _check_output_dirs(settings: Settings) -> None:
-    """A report or dead-letter file in a missing directory fails now, not after the export."""
-    for key, path in (("run.report", settings.run.report),
-                      ("run.dead_letter", settings.run.dead_letter),
-                      ("run.ledger", settings.run.ledger)):
-        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise ConfigError(f"{key}: directory of {path!r} does not exist")
-
 
 class Hbase2esGroup(click.Group):
     """Turns every error into one line on stderr and an exit code."""
 
     def invoke(self, ctx):
+        reset_log_format()  # an error before the settings exist: human, secrets scrubbed
         try:
             return super().invoke(ctx)
         except click.BadParameter as exc:
@@ -222,7 +83,7 @@ def _classify(exc: Exception) -> tuple[ExitCode, str]:
 def _fail(ctx, message: str, code: ExitCode):
     if log.isEnabledFor(logging.DEBUG) and sys.exc_info()[0] is not None:
         traceback.print_exc()
-    click.echo(f"hbase2es: error: {message}", err=True)
+    click.echo(error_line(message, int(code)), err=True)  # secrets scrubbed, in the log format
     ctx.exit(int(code))
 
 
@@ -237,43 +98,64 @@ def cli():
 @selection_options
 @WORKERS
 @REPORT
-@_setting("run.dead_letter", "--dead-letter", name="dead_letter",
+@setting_option("run.dead_letter", "--dead-letter", name="dead_letter",
           type=click.Path(dir_okay=False),
           help="Append rows that could not be indexed to this NDJSON file.")
-@_setting("run.max_errors", "--max-errors", name="max_errors", type=click.IntRange(min=0),
+@setting_option("run.max_errors", "--max-errors", name="max_errors", type=click.IntRange(min=0),
           help="Failed documents tolerated before the exit code is 1 (default 0).")
-@_switch("quiet", "No progress bar: one log line per finished slice.")
+@switch_option("quiet", "No progress bar: one log line per finished slice.")
 @LEDGER
-@_switch("resume", "Skip slices the ledger has as done.")
+@switch_option("resume", "Skip slices the ledger has as done.")
 @INCREMENTAL
 @LOOKBACK
-@_switch("create_index",
+@switch_option("create_index",
          "Create missing indices with [elasticsearch] index_settings and mappings; "
          "stop before writing when an existing index's mapping conflicts.")
-@_switch("bulk_load",
+@switch_option("bulk_load",
          "No refresh and no replicas while writing; the previous settings are put "
          "back when the run ends, also after a failure or Ctrl-C.")
 @SPLIT_BY_REGION
-@_switch("refresh",
+@switch_option("refresh",
          "Refresh the indices written to when the export ends, so its documents are "
          "searchable at once (default: on; --bulk-load refreshes anyway).")
-@_setting("run.executor", "--executor", name="executor", type=click.Choice(EXECUTORS),
+@setting_option("run.executor", "--executor", name="executor", type=click.Choice(EXECUTORS),
           help="Where slices run: our own worker processes (local, the default) or Spark "
                "tasks (needs pip install 'hbase2es[spark]').")
-@_setting("spark.master", "--spark-master", name="spark_master", metavar="URL",
+@setting_option("spark.master", "--spark-master", name="spark_master", metavar="URL",
           help="Spark master for --executor spark: local[N], local[N,MAX_FAILURES], yarn, "
                "spark://HOST:PORT, k8s://... (default: spark-submit's, else local[*]).")
-@_setting("spark.conf", "--spark-conf", name="spark_conf", multiple=True,
-          callback=_spark_conf_pairs, metavar="KEY=VALUE",
+@setting_option("spark.conf", "--spark-conf", name="spark_conf", multiple=True,
+          callback=spark_conf_pairs, metavar="KEY=VALUE",
           help="A Spark property for --executor spark, e.g. spark.executor.memory=2g; "
                "repeat for several.")
+@setting_option("run.max_docs_per_second", "--max-docs-per-second", name="max_docs_per_second",
+          metavar="N", help="Documents per second for the whole run, all workers together "
+                            "(--executor spark: each task gets its share).")
+@setting_option("run.max_bytes_per_second", "--max-bytes-per-second", name="max_bytes_per_second",
+          metavar="N", help="Bulk request bytes per second for the whole run, all workers "
+                            "together.")
+@setting_option("hbase.max_rows_per_second", "--max-rows-per-second", name="max_rows_per_second",
+          metavar="N", help="Rows per second the HBase scans of the whole run may return, "
+                            "all workers together.")
+@switch_option("adaptive", "Fewer concurrent bulks while Elasticsearch answers 429 or slows down, "
+                     "more again when it recovers (default: on).")
+@setting_option("run.metrics_file", "--metrics-file", name="metrics_file",
+          type=click.Path(dir_okay=False), metavar="PATH",
+          help="Write the run's metrics in Prometheus text format to this file (for "
+               "node_exporter's textfile collector), while running and at the end.")
+@setting_option("run.metrics_interval", "--metrics-interval", name="metrics_interval",
+          metavar="SECONDS", help="Seconds between metrics file writes while running "
+                                  "(default 15).")
+@setting_option("run.summary", "--summary", name="summary", type=click.Choice(SUMMARIES),
+          help="End-of-run table: short (totals, failed and slowest slices; the default) or "
+               "full (every slice).")
 def export(**params):
     """Export the rows of a time window from HBase into Elasticsearch."""
     from .run.export import run_export
     from .run.stopping import command_stop
 
     settings = build_settings(click.get_current_context())
-    _check_output_dirs(settings)
+    check_output_dirs(settings)
     if settings.run.executor == "spark":  # missing pyspark: exit 2 before any server is asked
         from .run.spark import require_pyspark
 
@@ -284,7 +166,7 @@ def export(**params):
         report = run_export(settings, stop)
         if settings.run.report:  # first: a stdout nobody reads must not hold the report back
             write_json(settings.run.report, report.to_dict())
-        click.echo(summary_table(report))
+        click.echo(summary_table(report, full=settings.run.summary == "full"))
         if report.exit_code == ExitCode.INTERRUPTED:
             click.echo("hbase2es: interrupted; running slices were finished or stopped",
                        err=True)
@@ -362,7 +244,7 @@ def verify(sample: int | None, compare_fields: bool, repair: bool, as_json: bool
         raise ConfigError("--repair needs --compare-fields: only a compared document is known "
                           "to differ from its row")
     settings = build_settings(click.get_current_context())
-    _check_output_dirs(settings)
+    check_output_dirs(settings)
     with command_stop() as stop:  # as in export: signals cannot stop the report being written
         data = run_verify(settings, sample=sample, compare_fields=compare_fields,
                           repair=repair, stop=stop).to_dict()
@@ -383,7 +265,7 @@ def verify(sample: int | None, compare_fields: bool, repair: bool, as_json: bool
 @cli.command()
 # Not the export's --ledger: status reads an existing file and sets no Settings key.
 @click.option("--ledger", type=click.Path(dir_okay=False, exists=True), required=True,
-              envvar=_env("ledger"), help="The ledger file of a job.")
+              envvar=env_name("ledger"), help="The ledger file of a job.")
 @AS_JSON
 def status(ledger: str, as_json: bool):
     """Show what a job's ledger holds: done, failed and pending slices, the watermark and
@@ -396,10 +278,10 @@ def status(ledger: str, as_json: bool):
 
 
 @cli.command()
-@click.option("--hbase", "hbase", required=True, callback=_hbase_address, metavar="HOST:PORT",
-              envvar=_env("hbase"), help="HBase Thrift1 server.")
-@click.option("--table", required=True, envvar=_env("table"), help="HBase table to sample.")
-@click.option("--es", "es_hosts", multiple=True, metavar="URL", envvar=_env("es"),
+@click.option("--hbase", "hbase", required=True, callback=hbase_address, metavar="HOST:PORT",
+              envvar=env_name("hbase"), help="HBase Thrift1 server.")
+@click.option("--table", required=True, envvar=env_name("table"), help="HBase table to sample.")
+@click.option("--es", "es_hosts", multiple=True, metavar="URL", envvar=env_name("es"),
               help="Elasticsearch URL (repeat for several nodes); also writes the mappings "
                    "for --create-index.")
 @click.option("--sample", type=click.IntRange(min=1), default=1_000, show_default=True,
@@ -429,4 +311,4 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(sig, signal.SIG_IGN)
 
 
-__all__ = ["cli", "main", "ConfigError"]
+__all__ = ["cli", "main", "ConfigError", "SETTING_OF"]

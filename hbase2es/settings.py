@@ -13,6 +13,7 @@ Secrets are never settings: the config names the environment variables that hold
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -34,6 +35,8 @@ TIME_SOURCES = ("cell", "rowkey", "column")
 START_METHODS = ("spawn", "forkserver")
 EXECUTORS = ("local", "spark")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("human", "json")
+SUMMARIES = ("short", "full")  # end-of-run table: totals, failed and slowest slices, or all
 SPARK_MASTERS = ("local", "yarn", "spark://", "k8s://")  # how a Spark master URL starts
 # How a boolean is written where only text exists (HBASE2ES_QUIET=off), case-insensitive.
 # Deliberately fewer than click's list: "t", "n" or "" are more likely typos than answers.
@@ -53,6 +56,9 @@ class HBaseSettings:
     # What the server at host:port speaks: HBase's Thrift1 server (happybase) or its
     # Thrift2 server, which applies both bounds of a cell-time slice on the server.
     api: str = "thrift1"
+    # Rows per second all readers of the run may take from the scans together (None: no
+    # limit), in case the region servers are the fragile side.
+    max_rows_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,16 @@ class RunSettings:
     # One task per table region a slice touches; None = on for the rowkey source only.
     split_by_region: bool | None = None
     refresh: bool = True  # refresh the indices written to when the export ends
+    # Documents and bulk bytes per second sent by all workers together (None: no limit).
+    max_docs_per_second: float | None = None
+    max_bytes_per_second: float | None = None
+    # Fewer concurrent bulks when Elasticsearch answers 429 or slows down (AIMD).
+    adaptive: bool = True
+    metrics_file: str | None = None  # Prometheus text format, for node_exporter's textfile
+    metrics_interval: float = 15.0  # seconds between metrics file writes while running
+    job: str = ""  # the metrics' job label; "" = the index name
+    log_format: str = "human"
+    summary: str = "short"
 
 
 @dataclass(frozen=True)
@@ -185,10 +201,14 @@ CHOICES = {
     "run.start_method": START_METHODS,
     "run.executor": EXECUTORS,
     "run.log_level": LOG_LEVELS,
+    "run.log_format": LOG_FORMATS,
+    "run.summary": SUMMARIES,
 }
 POSITIVE = {"hbase.port", "hbase.timeout_ms", "hbase.batch_size", "elasticsearch.bulk_docs",
             "elasticsearch.bulk_bytes", "elasticsearch.request_timeout", "run.workers",
-            "run.max_attempts", "elasticsearch.retry_seconds", "run.grace_seconds"}
+            "run.max_attempts", "elasticsearch.retry_seconds", "run.grace_seconds",
+            "run.max_docs_per_second", "run.max_bytes_per_second", "hbase.max_rows_per_second",
+            "run.metrics_interval"}
 
 
 def parse_bool(text: str) -> bool:
@@ -296,6 +316,8 @@ def _check(key: str, value: Any, cls: type, origin: str) -> Any:
                 value = float(str(value))
             except ValueError:
                 raise ConfigError(f"{where} must be a number, got {value!r}") from None
+        if not math.isfinite(value):  # "inf" or "nan" would disable a limit or a timeout
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
     elif not isinstance(value, str):
         raise ConfigError(f"{where} must be a string, got {value!r}")
     if key in CHOICES and value not in CHOICES[key]:

@@ -21,7 +21,7 @@ from hbase2es.settings import BOOLEAN_WORDS, SECTIONS, Settings
 
 # Every boolean setting the command line can set, as the user types it.
 SWITCHES = ["quiet", "resume", "incremental", "create_index", "bulk_load", "split_by_region",
-            "refresh"]
+            "refresh", "adaptive"]
 FALSE_WORDS = ["false", "0", "no", "off", "OFF", "False"]
 TRUE_WORDS = ["true", "1", "yes", "on", "YES", "True"]
 
@@ -204,6 +204,16 @@ KEYS = [
      ("local[1]", "local[2]", "local[3]")),
     ("--spark-conf", "spark.conf", {"spark.a": "1"}, "spark.a=2", "spark.a=3",
      ({"spark.a": "1"}, {"spark.a": "2"}, {"spark.a": "3"})),
+    ("--max-docs-per-second", "run.max_docs_per_second", 100, "200", "300.5",
+     (100.0, 200.0, 300.5)),
+    ("--max-bytes-per-second", "run.max_bytes_per_second", 1_000_000, "2000000", "3000000",
+     (1e6, 2e6, 3e6)),
+    ("--max-rows-per-second", "hbase.max_rows_per_second", 10, "20", "30", (10.0, 20.0, 30.0)),
+    ("--metrics-file", "run.metrics_file", "f.prom", "e.prom", "g.prom",
+     ("f.prom", "e.prom", "g.prom")),
+    ("--metrics-interval", "run.metrics_interval", 5, "2.5", "60", (5.0, 2.5, 60.0)),
+    ("--log-format", "run.log_format", "json", "human", "json", ("json", "human", "json")),
+    ("--summary", "run.summary", "full", "short", "full", ("full", "short", "full")),
 ]
 
 

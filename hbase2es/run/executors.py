@@ -58,9 +58,14 @@ def _describe_task(task) -> str:
 
 def local_outcomes(settings: Settings, tasks: list, on_event, report,
                    stop: StopRequest) -> Iterator[Outcome]:
-    """Run slices on our own process pool, yielding one Outcome per slice as it ends."""
+    """Run slices on our own process pool, yielding one Outcome per slice as it ends.
+
+    The workers share the run's limiter (``report.limiter``, made with the pool's start
+    method), handed to each through the initializer's arguments.
+    """
     yield from pool_outcomes(settings, slicejob.export_slice, tasks, on_event, stop,
-                             initializer=slicejob.open_worker, initargs=(settings,),
+                             initializer=slicejob.open_worker,
+                             initargs=(settings, getattr(report, "limiter", None)),
                              finalizer=slicejob.close_worker)
 
 

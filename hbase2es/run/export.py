@@ -11,21 +11,24 @@ replace the old ones.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import ExitStack
 
-from ..errors import ExitCode
+from ..errors import ExitCode, Hbase2esError
 from ..hbase.regions import table_regions
 from ..pool import Outcome, Progress as ProgressEvent, Started
 from ..search import engine, indexsetup
 from ..settings import Settings
+from . import metrics
 from .executors import EXECUTORS
 from .ledger import Ledger, job_definition
+from .limiter import RunLimiter
 from .outcomes import outcome_error, outcome_status
 from .pieces import Checkpoint, RegionSplit, SliceTask, wants_region_split
 from .plan import check_ledger_flags, plan_run, reexported, slice_ranges
 from .preflight import preflight
-from .report import Progress, RunReport, SliceReport
+from .report import Progress, RunReport, SliceReport, record_rates
 from .stopping import StopRequest, stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -51,29 +54,45 @@ def run_export(settings: Settings, stop: StopRequest | None = None) -> RunReport
         report = RunReport([SliceReport(s) for s in plan_run(settings, ledger)])
         todo = _todo(report, ledger, resuming=run.resume or run.incremental,
                      again=reexported(settings, ledger))
-        stop = stack.enter_context(stop_on_signals(report, stop=stop))
+        if run.executor == "local":  # Spark tasks get their shares instead (run.spark)
+            report.limiter = RunLimiter.for_run(settings, start_method=run.start_method)
+        slice_run = _SliceRun(settings, todo, report, ledger)
+        watch = _Metrics(settings, report, ledger, slice_run, started)
         try:
-            with stop.running():
-                if todo and not report.interrupted:
-                    preflight(settings)
-                    # --create-index / --bulk-load: indices ready before the first document,
-                    # bulk-load settings put back however the run ends.
-                    with indexsetup.prepared_indices(settings, [e.slice for e in todo], report):
-                        _SliceRun(settings, todo, report, ledger).run(stop)
-                    refresh_written(settings, report)
-        except KeyboardInterrupt:  # forced stop: the report still tells the truth
-            report.interrupted = True
-            for entry in todo:
-                if entry.status == "running":
-                    entry.status = "cancelled"
-                    if ledger is not None:
-                        _write_ledger(ledger, entry)
-        for entry in report.slices:
-            if entry.status == "running":  # started, but its outcome never came
-                entry.status = "cancelled"
+            _run_slices(settings, report, todo, ledger, slice_run, stack, stop)
+        except BaseException as exc:
+            watch.finish(_failure_code(exc))
+            raise
         report.seconds = time.monotonic() - started
         report.exit_code = exit_code(report, run.max_errors)
+        _finished(settings, report)
+        watch.finish(report.exit_code)
         return report
+
+
+def _run_slices(settings: Settings, report: RunReport, todo: list[SliceReport],
+                ledger: Ledger | None, slice_run: _SliceRun, stack: ExitStack,
+                stop: StopRequest | None) -> None:
+    stop = stack.enter_context(stop_on_signals(report, stop=stop))
+    try:
+        with stop.running():
+            if todo and not report.interrupted:
+                preflight(settings)
+                # --create-index / --bulk-load: indices ready before the first document,
+                # bulk-load settings put back however the run ends.
+                with indexsetup.prepared_indices(settings, [e.slice for e in todo], report):
+                    slice_run.run(stop)
+                refresh_written(settings, report)
+    except KeyboardInterrupt:  # forced stop: the report still tells the truth
+        report.interrupted = True
+        for entry in todo:
+            if entry.status == "running":
+                entry.status = "cancelled"
+                if ledger is not None:
+                    _write_ledger(ledger, entry)
+    for entry in report.slices:
+        if entry.status == "running":  # started, but its outcome never came
+            entry.status = "cancelled"
 
 
 def refresh_written(settings: Settings, report: RunReport) -> list[str]:
@@ -100,6 +119,63 @@ def refresh_written(settings: Settings, report: RunReport) -> list[str]:
     finally:
         client.close()
     return names
+
+
+def _finished(settings: Settings, report: RunReport) -> None:
+    """The achieved rates and the push-back into the report; one line (event) in the log."""
+    run, limiter = settings.run, report.limiter
+    record_rates(report, {"max_docs_per_second": run.max_docs_per_second,
+                          "max_bytes_per_second": run.max_bytes_per_second,
+                          "max_rows_per_second": settings.hbase.max_rows_per_second},
+                 limiter.counters() if limiter is not None else None, run.adaptive)
+    t = report.totals()
+    log.info("export finished: %d slices, rows=%d indexed=%d stale=%d failed=%d in %.1fs, "
+             "exit %d", len(report.slices), t["rows"], t["indexed"], t["stale"], t["failed"],
+             report.seconds, int(report.exit_code),
+             extra={"event": "run_finished", "counts": t, "seconds": round(report.seconds, 3),
+                    "exit_code": int(report.exit_code)})
+
+
+def _failure_code(exc: BaseException) -> int:
+    """The exit code an exception out of the run will end with (cli maps the same way)."""
+    if isinstance(exc, Hbase2esError):
+        return int(exc.exit_code)
+    if isinstance(exc, KeyboardInterrupt):
+        return int(ExitCode.INTERRUPTED)
+    return int(ExitCode.UNAVAILABLE if isinstance(exc, OSError) else ExitCode.FAILED)
+
+
+class _Metrics:
+    """--metrics-file: written every metrics_interval seconds while the slices run, and
+    once at the end with the exit code. Without the option, nothing."""
+
+    def __init__(self, settings: Settings, report: RunReport, ledger: Ledger | None,
+                 slice_run: _SliceRun, started: float):
+        run = settings.run
+        self.report, self.slice_run, self.started = report, slice_run, started
+        self.file = None
+        if not run.metrics_file:
+            return
+        job = run.job or settings.elasticsearch.index
+        self.watermark_from = ledger.watermark(settings.start_ms) if ledger is not None else None
+        self.last_success = metrics.previous_success(run.metrics_file, job)
+        self.file = metrics.MetricsFile(run.metrics_file, job, run.metrics_interval,
+                                        self.samples).start()
+
+    def samples(self, exit_code: int | None = None) -> list:
+        with self.slice_run.counting:
+            return metrics.collect(self.report, now=time.time(),
+                                   run_seconds=round(time.monotonic() - self.started, 3),
+                                   in_flight=self.slice_run.in_flight(),
+                                   watermark_from=self.watermark_from, exit_code=exit_code,
+                                   last_success=self.last_success)
+
+    def finish(self, exit_code: int) -> None:
+        if self.file is None:
+            return
+        if exit_code == ExitCode.OK:
+            self.last_success = time.time()
+        self.file.finish(self.samples(exit_code))
 
 
 def _todo(report: RunReport, ledger: Ledger | None, *, resuming: bool,
@@ -136,11 +212,19 @@ class _SliceRun:
         self.todo = todo
         self.report = report
         self.ledger = ledger
-        self.progress = Progress(len(report.slices), quiet=settings.run.quiet)
-        self.progress.bar.update(len(report.slices) - len(todo))  # skipped ones
+        self.progress: Progress | None = None
         self.announced: dict[int, int] = {}  # slice -> documents its progress messages announced
+        self.announced_rows: dict[int, int] = {}  # slice -> rows, the same way
+        self.counting = threading.Lock()  # the metrics thread reads the counts meanwhile
+
+    def in_flight(self) -> tuple[int, int]:
+        """Rows and documents that running slices have announced (for the metrics)."""
+        return sum(list(self.announced_rows.values())), sum(list(self.announced.values()))
 
     def run(self, stop: StopRequest) -> None:
+        self.progress = Progress(len(self.report.slices), quiet=self.settings.run.quiet,
+                                 docs_limit=self.settings.run.max_docs_per_second)
+        self.progress.bar.update(len(self.report.slices) - len(self.todo))  # skipped ones
         executor = EXECUTORS[self.settings.run.executor]
         if wants_region_split(self.settings):
             executor = RegionSplit(executor, table_regions(self.settings.hbase),
@@ -162,6 +246,8 @@ class _SliceRun:
             payload = event.payload
             self.announced[event.index] = (self.announced.get(event.index, 0)
                                            + payload.get("indexed", 0))
+            self.announced_rows[event.index] = (self.announced_rows.get(event.index, 0)
+                                                + payload.get("rows", 0))
             self.progress.rows_progress(payload)
             # A re-export keeps its slice done: no checkpoint, so nothing to resume from.
             if self.ledger is not None and payload.get("checkpoint") and not entry.reexport:
@@ -173,11 +259,14 @@ class _SliceRun:
                 self.ledger.mark_running(entry.slice.start_ms, entry.slice.end_ms)
 
     def finished(self, entry: SliceReport, outcome: Outcome) -> None:
-        _record(entry, outcome)
+        with self.counting:  # the metrics see the announced counts or the final ones, not both
+            _record(entry, outcome)
+            announced = self.announced.pop(outcome.index, 0)
+            self.announced_rows.pop(outcome.index, None)
         if self.ledger is not None:
             _write_ledger(self.ledger, entry)
         before = entry.resume.indexed if entry.resume is not None and outcome.status == "ok" else 0
-        self.progress.slice_finished(entry, self.announced.pop(outcome.index, 0) + before)
+        self.progress.slice_finished(entry, announced + before)
 
 
 def _record(entry: SliceReport, outcome: Outcome) -> None:

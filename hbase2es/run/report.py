@@ -12,11 +12,18 @@ import orjson
 from tqdm import tqdm
 
 from ..timewindow import Slice, format_time
+from . import logformat
 from .pieces import Checkpoint
 
 log = logging.getLogger("hbase2es")
 
 COUNTS = ("rows", "indexed", "stale", "failed")
+STATUSES = ("done", "failed", "cancelled", "pending", "running", "skipped")
+SHORT_UP_TO = 20  # slices the short summary still lists one by one
+SLOWEST = 5  # the slowest slices the short summary shows
+MOST_FAILED = 10  # failed slices the short summary lists; the rest are counted
+LIMIT_UNITS = {"max_docs_per_second": "docs/s", "max_bytes_per_second": "bytes/s",
+               "max_rows_per_second": "rows/s"}
 
 
 @dataclass
@@ -72,6 +79,11 @@ class RunReport:
     bulk_load: dict | None = None  # search.indexsetup: indices, previous settings, restored
     bulk_load_restore_failed: list[str] = field(default_factory=list)  # curl commands
     spark: dict | None = None  # run.spark: master, application id
+    # run.limiter: 429s, back-offs and the concurrency limit; and the achieved rates.
+    pressure: dict | None = None
+    throughput: dict | None = None
+    # The run's shared RunLimiter while it runs (read by the metrics; not reported).
+    limiter: object | None = field(default=None, repr=False)
 
     def totals(self) -> dict[str, int]:
         """The counts of the run's new work: every slice but those exported again."""
@@ -89,12 +101,30 @@ class RunReport:
                "reexported": self.reexported(),
                "exit_code": int(self.exit_code), "interrupted": self.interrupted,
                "seconds": round(self.seconds, 3)}
-        for name in ("region_split", "bulk_load", "spark"):
+        for name in ("region_split", "bulk_load", "spark", "pressure", "throughput"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.bulk_load_restore_failed:
             out["bulk_load_restore_failed"] = self.bulk_load_restore_failed
         return out
+
+
+def record_rates(report: RunReport, limits: dict, counters: dict | None,
+                 adaptive: bool) -> None:
+    """The achieved rates (over the time bulks were being sent, or the whole run when no
+    limiter counted it) and Elasticsearch's push-back, as report sections."""
+    sending = counters["sending_seconds"] if counters else report.seconds
+    t = report.totals()
+    per_s = (lambda n: round(n / sending, 1)) if sending else (lambda n: 0.0)
+    report.throughput = {"docs_per_second": per_s(t["indexed"]),
+                         "rows_per_second": per_s(sum(s.rows_read for s in report.slices)),
+                         "sending_seconds": round(sending, 3),
+                         "limits": {k: v for k, v in limits.items() if v}}
+    if counters:
+        report.throughput["bytes_per_second"] = per_s(counters["bytes_sent"])
+        report.pressure = {"adaptive": adaptive, **{k: counters[k] for k in (
+            "rejected_429", "bulk_retries", "backoffs", "increases", "pressured_bulks",
+            "concurrency", "lowest_concurrency", "ceiling", "requests")}}
 
 
 class TqdmHandler(logging.Handler):
@@ -107,22 +137,21 @@ class TqdmHandler(logging.Handler):
             self.handleError(record)
 
 
-def setup_logging(level: str) -> None:
-    handler = TqdmHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
-                                           "%Y-%m-%dT%H:%M:%S"))
-    root = logging.getLogger("hbase2es")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+def setup_logging(level: str, log_format: str = "human", secrets: tuple[str, ...] = ()) -> None:
+    """The parent's logging: through the progress bar, in the run's format, secrets scrubbed."""
+    logformat.configure(TqdmHandler(), level, log_format, secrets=secrets)
 
 
 class Progress:
     """A bar over slices with documents/s on a terminal; a log line per slice elsewhere."""
 
-    def __init__(self, total_slices: int, *, quiet: bool = False, stream=None):
+    def __init__(self, total_slices: int, *, quiet: bool = False, stream=None,
+                 docs_limit: float | None = None):
         stream = stream or sys.stderr
-        self.use_bar = not quiet and hasattr(stream, "isatty") and stream.isatty()
+        # JSON logs are for machines: a line per slice, never a bar.
+        self.use_bar = (not quiet and hasattr(stream, "isatty") and stream.isatty()
+                        and logformat.current_format() != "json")
+        self.docs_limit = docs_limit
         self.started = time.monotonic()
         self.documents = 0
         self.rows = 0
@@ -151,13 +180,14 @@ class Progress:
                 line += f", {report.moved} older copies deleted from other indices"
             if report.error:
                 line += f" ({report.error})"
-            (log.warning if report.status == "failed" else log.info)(line)
+            (log.warning if report.status == "failed" else log.info)(line, extra=slice_event(report))
 
     def _postfix(self) -> None:
         if self.use_bar:
             elapsed = max(time.monotonic() - self.started, 1e-6)
-            self.bar.set_postfix_str(f"{self.documents} docs, {self.documents / elapsed:,.0f} docs/s",
-                                     refresh=False)
+            limit = f" (limit {self.docs_limit:,.0f})" if self.docs_limit else ""
+            self.bar.set_postfix_str(f"{self.documents} docs, {self.documents / elapsed:,.0f} "
+                                     f"docs/s{limit}", refresh=False)
             self.bar.refresh()
 
     def close(self) -> None:
@@ -182,26 +212,81 @@ def slice_window(start_ms: int, end_ms: int) -> str:
     return f"{format_time(start_ms)} .. {format_time(end_ms)}"
 
 
-def summary_table(report: RunReport) -> str:
-    """The end-of-run table: one line per slice, then totals."""
-    rows = [(slice_window(s.slice.start_ms, s.slice.end_ms),
-             "re-exported" if s.reexport and s.status == "done" else s.status, str(s.rows),
-             str(s.indexed), str(s.stale), str(s.failed), f"{s.seconds:.1f}")
-            for s in report.slices]
+def slice_event(s: SliceReport) -> dict:
+    """A finished slice as the fields of its log line (the JSON log format shows them)."""
+    return {"event": "slice_finished", "status": s.status, "seconds": s.seconds, "error": s.error,
+            "slice": {"index": s.slice.index, "start": format_time(s.slice.start_ms),
+                      "end": format_time(s.slice.end_ms)},
+            "counts": {name: getattr(s, name) for name in COUNTS}}
+
+
+def _slice_line(s: SliceReport) -> tuple[str, ...]:
+    return (slice_window(s.slice.start_ms, s.slice.end_ms),
+            "re-exported" if s.reexport and s.status == "done" else s.status, str(s.rows),
+            str(s.indexed), str(s.stale), str(s.failed), f"{s.seconds:.1f}")
+
+
+def summary_table(report: RunReport, full: bool = False) -> str:
+    """The end-of-run table, short enough for a screen at any slice count.
+
+    Up to SHORT_UP_TO slices (or with ``full``) every slice has its line. Beyond, only
+    the failed ones (the first MOST_FAILED) and the SLOWEST slowest others; the totals,
+    the slices per status, the achieved rate and Elasticsearch's push-back follow.
+    """
+    slices = report.slices
+    shown, note = slices, None
+    if not full and len(slices) > SHORT_UP_TO:
+        failed = [s for s in slices if s.status == "failed"]
+        slowest = sorted((s for s in slices if s.status != "failed"),
+                         key=lambda s: s.seconds, reverse=True)[:SLOWEST]
+        shown = failed[:MOST_FAILED] + slowest
+        more = f" (first {MOST_FAILED} of {len(failed)})" if len(failed) > MOST_FAILED else ""
+        note = (f"shown: the failed slices{more} and the {len(slowest)} slowest of "
+                f"{len(slices)}; --summary full or --report FILE lists every slice")
     t, again = report.totals(), report.reexported()
-    total = (f"total ({len(report.slices) - again['slices']} slices)", "", str(t["rows"]),
+    total = (f"total ({len(slices) - again['slices']} slices)", "", str(t["rows"]),
              str(t["indexed"]), str(t["stale"]), str(t["failed"]), f"{report.seconds:.1f}")
-    table = render_table(("slice", "status", "rows", "indexed", "stale", "failed", "seconds"),
-                         rows, total)
-    moved = sum(s.moved for s in report.slices)
+    lines = [render_table(("slice", "status", "rows", "indexed", "stale", "failed", "seconds"),
+                          [_slice_line(s) for s in shown], total)]
+    moved = sum(s.moved for s in slices)
     if moved:
-        table += (f"\nmoved: {moved} older copies of updated rows deleted from other indices "
-                  "of the template")
-    if not again["slices"]:
-        return table
-    return (f"{table}\nre-exported ({again['slices']} done slices, --lookback; not in the "
-            f"total, their counts replace the earlier ones): rows={again['rows']} "
-            f"indexed={again['indexed']} stale={again['stale']} failed={again['failed']}")
+        lines.append(f"moved: {moved} older copies of updated rows deleted from other indices "
+                     "of the template")
+    if again["slices"]:
+        lines.append(f"re-exported ({again['slices']} done slices, --lookback; not in the "
+                     f"total, their counts replace the earlier ones): rows={again['rows']} "
+                     f"indexed={again['indexed']} stale={again['stale']} "
+                     f"failed={again['failed']}")
+    counts = {status: sum(1 for s in slices if s.status == status) for status in STATUSES}
+    if slices:
+        lines.append("slices: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n))
+    lines += [line for line in (_rate_line(report.throughput), _pressure_line(report.pressure),
+                                note) if line]
+    return "\n".join(lines)
+
+
+def _rate_line(throughput: dict | None) -> str | None:
+    if not throughput or not throughput.get("sending_seconds"):
+        return None
+    size = throughput.get("bytes_per_second")
+    line = (f"rate: {throughput['docs_per_second']:,.0f} docs/s, "
+            f"{throughput['rows_per_second']:,.0f} rows read/s"
+            + (f", {size / 1e6:,.2f} MB/s" if size is not None else "")
+            + f" over {throughput['sending_seconds']:.1f}s of sending")
+    given = throughput.get("limits") or {}
+    limits = [f"{given[key]:,.0f} {unit}" for key, unit in LIMIT_UNITS.items() if given.get(key)]
+    return line + (f" (limit {', '.join(limits)})" if limits else "")
+
+
+def _pressure_line(pressure: dict | None) -> str | None:
+    if not pressure or not (pressure["rejected_429"] or pressure["backoffs"]):
+        return None
+    line = f"Elasticsearch pushed back: {pressure['rejected_429']} x 429"
+    if pressure.get("adaptive"):
+        line += (f", {pressure['backoffs']} back-off(s): concurrent bulks went down to "
+                 f"{pressure['lowest_concurrency']} of {pressure['ceiling']}, ended at "
+                 f"{pressure['concurrency']}")
+    return line
 
 
 def write_json(path: str, data: dict) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from ..errors import Hbase2esError
 from ..hbase import open_reader
@@ -36,7 +36,10 @@ from ..search.writer import BulkWriter, Rejection
 from ..settings import Settings
 from ..timesource import time_source
 from ..timewindow import Slice
+from . import logformat
+from .limiter import RunLimiter
 from .pieces import Checkpoint, SliceTask, clip_scan
+from .throttle import bulk_caps, read_batch
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +127,13 @@ class _SliceCounts:
 class SliceExporter:
     """The per-process resources and the export loop."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, limiter: RunLimiter | None = None):
         self.settings = settings
-        self.reader = open_reader(settings.hbase)
+        self.limiter = limiter
+        hbase = settings.hbase  # under a row limit, smaller Thrift batches: no bursts
+        self.reader = open_reader(replace(hbase, batch_size=read_batch(
+            hbase.batch_size, hbase.max_rows_per_second)))
+        self.take_row = limiter.row_gate() if limiter is not None else None
         try:
             self.client = engine.make_client(settings.elasticsearch)
             self.dead_letters = (DeadLetterFile(settings.run.dead_letter)
@@ -179,10 +186,14 @@ class SliceExporter:
 
         copies = (CopyRemover(self.client, self.template, es.retry_seconds)
                   if self.rows_can_move() else None)
-        writer = BulkWriter(self.client, max_docs=es.bulk_docs, max_bytes=es.bulk_bytes,
+        run = self.settings.run
+        max_docs, max_bytes = bulk_caps(es.bulk_docs, es.bulk_bytes, run.max_docs_per_second,
+                                        run.max_bytes_per_second)
+        writer = BulkWriter(self.client, max_docs=max_docs, max_bytes=max_bytes,
                             retry_seconds=es.retry_seconds, on_failure=rejected,
                             on_settled=counts.settled,
-                            on_written=copies.after_bulk if copies is not None else None)
+                            on_written=copies.after_bulk if copies is not None else None,
+                            around_send=self.limiter.around_send if self.limiter else None)
         counts.writer = writer
         rows_read_before = self.reader.rows_read
         after = task.resume.last_key if task.resume is not None else None
@@ -200,7 +211,10 @@ class SliceExporter:
         drop_on_decode = mapping.on_decode_error == "dead-letter"
         render, row_time = self.template.render, self.source.row_time
         start_ms, end_ms = slice_.start_ms, slice_.end_ms
+        take_row = self.take_row
         for key, values, newest in self.reader.scan(**spec.scan_kwargs(), after=after):
+            if take_row is not None:  # [hbase] max_rows_per_second, for every row read
+                take_row()
             t = row_time(key, values, newest)
             if t < start_ms or t >= end_ms:
                 continue
@@ -253,19 +267,17 @@ class SliceExporter:
 _exporter: SliceExporter | None = None
 
 
-def open_worker(settings: Settings) -> None:
-    """Pool initializer: open this process's HBase connection and Elasticsearch client."""
+def open_worker(settings: Settings, limiter: RunLimiter | None = None) -> None:
+    """Pool initializer: open this process's HBase connection and Elasticsearch client.
+
+    ``limiter`` is the run's shared one (rates, concurrent bulks), made by the parent.
+    """
     global _exporter
     # A spawned worker starts with logging unset; its warnings (a scan reopened, a bulk
-    # retried) go to the run's stderr, marked with the worker's PID.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)s [worker %(process)d] %(message)s", "%Y-%m-%dT%H:%M:%S"))
-    root = logging.getLogger("hbase2es")
-    root.handlers[:] = [handler]
-    root.setLevel(settings.run.log_level.upper())
-    root.propagate = False
-    _exporter = SliceExporter(settings)
+    # retried) go to the run's stderr in the run's log format, marked with the worker's PID.
+    logformat.configure(logging.StreamHandler(), settings.run.log_level, settings.run.log_format,
+                        secrets=logformat.secrets_of(settings.elasticsearch), worker=True)
+    _exporter = SliceExporter(settings, limiter)
 
 
 def close_worker() -> None:
@@ -283,8 +295,12 @@ def export_slice(task: Slice | SliceTask, progress: Callable[[dict], None]) -> S
 
 def run_slice(task: Slice | SliceTask, settings: Settings,
               progress: Callable[[dict], None] | None = None) -> SliceResult:
-    """Export one slice task with resources of its own (for other executors)."""
-    exporter = SliceExporter(settings)
+    """Export one slice task with resources of its own (for other executors).
+
+    Its limits are its own too: an executor that runs several at once hands each its
+    share (``throttle.task_share``).
+    """
+    exporter = SliceExporter(settings, RunLimiter.for_run(settings, ceiling=1))
     try:
         return exporter.run(task, progress)
     finally:

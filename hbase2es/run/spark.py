@@ -42,6 +42,7 @@ from ..pool import Outcome, Started, TaskError
 from ..settings import Settings
 from .report import RunReport
 from .slicejob import run_slice
+from .throttle import task_share
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,8 @@ def spark_outcomes(settings: Settings, slices: list, on_event, report: RunReport
     with _spark_context(settings) as sc:
         report.spark = {"master": sc.master, "application_id": sc.applicationId,
                         "version": sc.version}
-        settings_bc = sc.broadcast(settings)
+        # No memory is shared between Spark tasks: each gets its share of the rate limits.
+        settings_bc = sc.broadcast(task_share(settings, min(sc.defaultParallelism, len(slices))))
         rdd = sc.parallelize(list(enumerate(slices)), len(slices))  # partition i = slice i
         task = functools.partial(_run_partition, slice_fn, settings_bc)
         run_id = uuid.uuid4().hex[:8]

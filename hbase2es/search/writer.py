@@ -71,7 +71,10 @@ class BulkWriter:
                  on_failure: Callable[[Rejection], None] | None = None,
                  on_settled: Callable[[object], None] | None = None,
                  send: Callable[[bytes], dict] | None = None,
-                 on_written: Callable[[list[bytes]], None] | None = None):
+                 on_written: Callable[[list[bytes]], None] | None = None,
+
+                 around_send: Callable[[Callable[[bytes], dict]], Callable[[bytes], dict]]
+                 | None = None):
         self.client = client
         self.chunker = Chunker(max_docs, max_bytes)
         self.retry_seconds = retry_seconds
@@ -85,6 +88,9 @@ class BulkWriter:
         # The one HTTP call; a test may wrap it to inject per-item rejections.
         self.send = send or (lambda payload: engine.bulk(client, payload,
                                                             filter_path=FILTER_PATH))
+        # The run's rate and concurrency limits (run.limiter) wrap the call, retries included.
+        if around_send is not None:
+            self.send = around_send(self.send)
         self.counts = BulkCounts()
 
     def index(self, index: str, doc_id: str, version: int, document: dict, key: object) -> None:
