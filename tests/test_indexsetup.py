@@ -267,3 +267,12 @@ def test_mapping_conflicts_compare_types_down_the_tree():
         "t.raw is keyword in the index, wildcard in the config"]
     assert indexsetup.mapping_conflicts(existing, {"properties": {"a": {"type": "long"}}}) == [
         "a is keyword in the index, long in the config"]
+
+
+def test_restore_command_never_carries_a_password_from_the_url():
+    from hbase2es.settings import ElasticsearchSettings
+
+    es = ElasticsearchSettings(hosts=("https://admin:s3cret@es.example:9200",))
+    command = indexsetup.restore_command(es, ["events-1"], {"index.refresh_interval": None})
+    assert "s3cret" not in command and "admin" not in command
+    assert "https://es.example:9200/events-1/_settings" in command

@@ -19,6 +19,7 @@ import shlex
 import signal
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 from . import engine
 from ..backoff import Backoff
@@ -247,9 +248,18 @@ def read_bulk_settings(client, names: list[str]) -> dict[str, dict]:
     return saved
 
 
+def _without_userinfo(url: str) -> str:
+    """``https://user:secret@host:9200`` -> ``https://host:9200``: the command lands in the
+    report and the log, where a password must never appear."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def restore_command(es: ElasticsearchSettings, names: list[str], values: dict) -> str:
     """The curl command that restores ``values`` on ``names`` and refreshes them."""
-    host = es.hosts[0].rstrip("/")
+    host = _without_userinfo(es.hosts[0]).rstrip("/")
     target = ",".join(names)
     curl = ["curl", "-sS"]
     # Secrets stay in the environment: the command names the variables, the shell expands them.
