@@ -37,9 +37,11 @@ servers-all: venv
 servers-down: venv
 	$(PY) tools/devservers.py down
 
-# Starts the servers unless they already run, and stops only what it started.
+# Starts the servers (HBase and every engine, for the sink tests) unless they already run,
+# and stops them only when it started them all; engines it added beside servers that were
+# already running are left running with them.
 test: venv
-	@state=$$($(PY) tools/devservers.py up) || exit 1; \
+	@state=$$($(PY) tools/devservers.py up --all) || exit 1; \
 	trap '[ "$$state" = started ] && $(PY) tools/devservers.py down' EXIT; \
 	set -a; . .devservers/env; set +a; \
 	$(PY) -m pytest $(PYTEST_ARGS)

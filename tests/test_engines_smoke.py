@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 import devservers  # tools/ is on the path (conftest)
+from helpers import require_or_skip
 
 pytestmark = [pytest.mark.integration, pytest.mark.contract]
 
@@ -36,10 +37,7 @@ def engine_url(key: str) -> str:
     name = f"HBASE2ES_TEST_ES_{key}"
     url = os.environ.get(name) or devservers.read_env().get(name)
     if not url:
-        message = f"no {name}: run `make servers-all` or set it to http://host:port"
-        if os.environ.get("HBASE2ES_REQUIRE_SERVERS") == "1" or os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        require_or_skip(f"no {name}: run `make servers-all` or set it to http://host:port")
     return url.rstrip("/")
 
 
