@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .deletes import DeleteRule, parse_delete_when
 from .errors import ConfigError
 from .indexname import IndexTemplate
 from .mapping import ColumnSpec, Mapping
@@ -150,6 +151,8 @@ class Settings:
     elasticsearch: ElasticsearchSettings = field(default_factory=ElasticsearchSettings)
     window: WindowSettings = field(default_factory=WindowSettings)
     mapping: Mapping = field(default_factory=Mapping)
+    # [mapping] delete_when: rows that become delete actions (hbase2es.deletes).
+    delete_when: DeleteRule | None = None
     run: RunSettings = field(default_factory=RunSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
     # Resolved once in the parent so that "now-5m" means the same instant in every worker.
@@ -170,7 +173,8 @@ SECTIONS = {
     "spark": SparkSettings,
 }
 SUBSECTIONS = {"window.rowkey": RowKeySettings, "window.column": ColumnSettings}
-MAPPING_KEYS = {"id", "rowkey_field", "timestamp_field", "unmapped", "on_decode_error", "columns"}
+MAPPING_KEYS = {"id", "rowkey_field", "timestamp_field", "unmapped", "on_decode_error", "columns",
+                "delete_when"}
 CHOICES = {
     "hbase.transport": TRANSPORTS,
     "hbase.protocol": PROTOCOLS,
@@ -215,7 +219,8 @@ def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | 
         raise ConfigError(f"{origin}: unknown section [{sorted(unknown)[0]}]; "
                           f"expected one of {', '.join(sorted([*SECTIONS, 'mapping']))}")
     built = {name: SECTIONS[name](**values) for name, values in sections.items()}
-    settings = Settings(mapping=_mapping(raw.get("mapping", {}), origin), **built)
+    settings = Settings(mapping=_mapping(raw.get("mapping", {}), origin),
+                        delete_when=_delete_when(raw.get("mapping", {}), origin), **built)
     _check_time_source(settings.window, origin)
     return _resolve(settings, now_ms, need_window)
 
@@ -358,6 +363,16 @@ def _mapping(raw: dict, origin: str) -> Mapping:
         return Mapping(columns=tuple(columns), **options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{origin}: [mapping]: {exc}") from None
+
+
+def _delete_when(raw: dict, origin: str) -> DeleteRule | None:
+    """``[mapping] delete_when`` (None when not given); a bad table is exit 2 naming the key."""
+    if "delete_when" not in raw:
+        return None
+    try:
+        return parse_delete_when(raw["delete_when"])
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: mapping.delete_when: {exc}") from None
 
 
 def _resolve(settings: Settings, now_ms: int, need_window: bool) -> Settings:

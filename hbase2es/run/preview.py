@@ -27,8 +27,8 @@ def render_plan(data: dict) -> str:
         lines.append(f"  {s['index']:>4}  [{s['start']}, {s['end']})  -> {shown}"
                      + _ranges_note(s, data.get("time_source")))
     for doc in data.get("sample", []):
-        lines.append(f"sample {doc['_index']}/{doc['_id']} (version {doc['version']}): "
-                     f"{doc['document']}")
+        lines.append(f"sample {doc['_index']}/{doc['_id']} (version {doc['version']}"
+                     f"{', delete' if doc.get('delete') else ''}): {doc['document']}")
     if "sample" in data and not data["sample"]:
         lines.append("sample: no row in the window")
     return "\n".join(lines)
@@ -73,6 +73,8 @@ def sample_documents(settings: Settings, count: int) -> list[dict]:
                         out.append({"_index": template.render(t), "_id": document_id(key),
                                     "version": t, "document": document,
                                     "decode_errors": [str(e) for e in errors]})
+                        if settings.delete_when and settings.delete_when.matches(values):
+                            out[-1]["delete"] = True  # export deletes this row's document
                         if len(out) >= count:
                             return out
                 finally:

@@ -16,7 +16,7 @@ from .pieces import Checkpoint
 
 log = logging.getLogger("hbase2es")
 
-COUNTS = ("rows", "indexed", "stale", "failed")
+COUNTS = ("rows", "indexed", "stale", "failed", "deleted")
 
 
 @dataclass
@@ -29,6 +29,7 @@ class SliceReport:
     indexed: int = 0
     stale: int = 0
     failed: int = 0
+    deleted: int = 0  # soft-deleted rows whose document was deleted ([mapping] delete_when)
     seconds: float = 0.0
     attempts: int = 0
     error: str | None = None
@@ -40,7 +41,8 @@ class SliceReport:
     def to_dict(self) -> dict:
         out = {"index": self.slice.index, "start": format_time(self.slice.start_ms),
                "end": format_time(self.slice.end_ms), "rows": self.rows, "indexed": self.indexed,
-               "stale": self.stale, "failed": self.failed, "seconds": self.seconds,
+               "stale": self.stale, "failed": self.failed, "deleted": self.deleted,
+               "seconds": self.seconds,
                "status": self.status, "attempts": self.attempts, "rows_read": self.rows_read}
         if self.error:
             out["error"] = self.error
@@ -125,7 +127,8 @@ class Progress:
         else:
             line = (f"slice {report.slice} {report.status}: rows={report.rows} "
                     f"indexed={report.indexed} stale={report.stale} failed={report.failed} "
-                    f"in {report.seconds:.1f}s")
+                    + (f"deleted={report.deleted} " if report.deleted else "")
+                    + f"in {report.seconds:.1f}s")
             if report.error:
                 line += f" ({report.error})"
             (log.warning if report.status == "failed" else log.info)(line)
@@ -160,15 +163,14 @@ def slice_window(start_ms: int, end_ms: int) -> str:
 
 
 def summary_table(report: RunReport) -> str:
-    """The end-of-run table: one line per slice, then totals."""
-    rows = [(slice_window(s.slice.start_ms, s.slice.end_ms), s.status, str(s.rows),
-             str(s.indexed), str(s.stale), str(s.failed), f"{s.seconds:.1f}")
-            for s in report.slices]
+    """The end-of-run table: one line per slice, then totals (``deleted`` when any was)."""
     t = report.totals()
-    total = (f"total ({len(report.slices)} slices)", "", str(t["rows"]), str(t["indexed"]),
-             str(t["stale"]), str(t["failed"]), f"{report.seconds:.1f}")
-    return render_table(("slice", "status", "rows", "indexed", "stale", "failed", "seconds"),
-                        rows, total)
+    names = ["rows", "indexed", "stale", "failed"] + (["deleted"] if t["deleted"] else [])
+    rows = [(slice_window(s.slice.start_ms, s.slice.end_ms), s.status,
+             *(str(getattr(s, n)) for n in names), f"{s.seconds:.1f}") for s in report.slices]
+    total = (f"total ({len(report.slices)} slices)", "", *(str(t[n]) for n in names),
+             f"{report.seconds:.1f}")
+    return render_table(("slice", "status", *names, "seconds"), rows, total)
 
 
 def write_json(path: str, data: dict) -> None:
