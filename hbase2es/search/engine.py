@@ -168,31 +168,25 @@ def get_mapping(client: Elasticsearch, names: str) -> dict:
 def search(client: Elasticsearch, index: str | None, request: dict, *,
            scroll: str | None = None) -> dict:
     """One search request with a full body (query, sort, size, search_after, pit ...)."""
-    params: dict[str, Any] = {"scroll": scroll} if scroll else {}
+    params: dict[str, Any] = dict(request)
+    if scroll:
+        params["scroll"] = scroll
     if index is not None:  # a search inside a point-in-time names no index
         params.update(index=index, ignore_unavailable=True, allow_no_indices=True)
-    if MAJOR >= 8:
-        request = dict(request)
-        if "_source" in request:
-            request["source"] = request.pop("_source")
-        return body(client.search(**params, **request))
-    return client.search(body=request, **params)
+    if MAJOR >= 8 and "_source" in params:
+        params["source"] = params.pop("_source")
+    return body(client.search(**params))
 
 
 def scroll(client: Elasticsearch, scroll_id: str, keep_alive: str) -> dict:
     """The next page of a scroll."""
-    if MAJOR >= 8:
-        return body(client.scroll(scroll_id=scroll_id, scroll=keep_alive))
-    return client.scroll(body={"scroll_id": scroll_id, "scroll": keep_alive})
+    return body(client.scroll(scroll_id=scroll_id, scroll=keep_alive))
 
 
 def clear_scroll(client: Elasticsearch, scroll_id: str) -> None:
     """Free a scroll's search context now instead of when it times out."""
     try:
-        if MAJOR >= 8:
-            client.clear_scroll(scroll_id=scroll_id)
-        else:
-            client.clear_scroll(body={"scroll_id": [scroll_id]})
+        client.clear_scroll(scroll_id=scroll_id)
     except (*API_ERRORS, *CONNECTION_ERRORS):
         pass  # it expires by itself after its keep-alive
 
