@@ -52,3 +52,13 @@ def test_the_text_names_orphans_and_says_a_dry_run_deleted_nothing():
     data = applied.to_dict()
     assert data["mode"] == "apply" and data["totals"]["deleted"] == 2
     assert "deleted 2, skipped 0" in render_reconcile(data)
+
+
+def test_unreachable_servers_exit_3_with_one_line():
+    from helpers import free_port, run_cli
+
+    result = run_cli(["reconcile", "--hbase", f"127.0.0.1:{free_port()}", "--table", "t",
+                      "--es", f"http://127.0.0.1:{free_port()}", "--index", "i",
+                      "--start", str(T), "--end", str(T + 1000), "--slice", "1s"],
+                     expect_exit=3)
+    assert result.stderr.count("\n") == 1 and "cannot reach" in result.stderr

@@ -7,6 +7,7 @@ delete at once, as it does after 60 s by default), the case only a tombstone sur
 
 from __future__ import annotations
 
+import base64
 import struct
 import time
 
@@ -174,3 +175,29 @@ def test_delete_when_in_a_family_the_table_lacks_exits_2_before_writing(
     ok = job(tmp_path, servers, table_name(table), index, "cell", hbase=hbase, api=api,
              mapping='delete_when = { column = "meta:deleted", present = true }', name="ok")
     run_cli(["export", "--config", ok])
+
+
+def test_deletes_a_read_only_index_refuses_are_dead_lettered_as_deletes(
+        servers, table, es, index, tmp_path):
+    keys = [put(table, "rowkey", i, row_time(i)) for i in range(4)]
+    config = job(tmp_path, servers, table_name(table), index, "rowkey", mapping=DELETE_WHEN)
+    export(config, tmp_path, "first")
+    mark(table, "rowkey", 2)
+    es.indices.put_settings(index=index, body={"index.blocks.write": True})
+    try:
+        dead = tmp_path / "dead.ndjson"
+        report = tmp_path / "refused.json"
+        run_cli(["export", "--config", config, "--dead-letter", dead, "--report", report,
+                 "--max-errors", "3"], expect_exit=1)
+        data = read_report(report)
+        assert data["totals"]["failed"] == 4 and data["totals"]["deleted"] == 0
+        records = {r["row_key_b64"]: r for r in map(orjson.loads, dead.read_bytes().splitlines())}
+        assert len(records) == 4
+        stages = {k: r["stage"] for k, r in records.items()}
+        marked = base64.b64encode(keys[2]).decode()
+        assert stages.pop(marked) == "delete" and set(stages.values()) == {"index"}
+        assert records[marked]["document"]["delete"]["version"] == row_time(2) + 1
+        assert {r["error_type"] for r in records.values()} == {"cluster_block_exception"}
+    finally:
+        es.indices.put_settings(index=index, body={"index.blocks.write": None})
+    assert document_id(keys[2]) in read_index(es, index)  # refused: still there
