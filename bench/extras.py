@@ -1,4 +1,4 @@
-"""Three extra lines of `make bench`, each on data of its own (issues 6, 10 and 9).
+"""Extra lines of `make bench`, each on data of its own (issues 6, 10, 9 and 16).
 
 - ``time_sources`` (issue 6): rows whose time is both in the row key (1-byte salt of 4
   buckets + 8-byte big-endian epoch ms + a 4-byte sequence number) and the cell
@@ -11,6 +11,8 @@
   rows rewritten with a timestamp inside that hour. The window exported with
   ``[hbase] api = "thrift1"`` and ``"thrift2"``. Reported: docs/s, rows and cells read
   per exported document, and for Thrift2 the row keys its time-ranged scans found.
+- ``reconcile_vs_verify`` (issue 16): bench/reconcile_line.py; seconds per 100k
+  documents of a ``reconcile`` dry run against ``verify`` on the same exported window.
 - ``spark_local`` (issue 9): the main dataset (the one the main runs use, same slices)
   exported with ``run.executor = "spark"`` on ``local[2]`` against the local pool with 2
   workers. Spark's start (JVM + SparkContext) is timed apart from the export.
@@ -48,8 +50,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.child import run_in_child  # noqa: E402 - needs ROOT on sys.path
+from bench.reconcile_line import CHILD_KINDS as RECONCILE_KINDS  # noqa: E402
+from bench.reconcile_line import reconcile_vs_verify, table_block  # noqa: E402
 
-LINES = ("time_sources", "thrift_apis", "spark_local")
+LINES = ("time_sources", "thrift_apis", "reconcile_vs_verify", "spark_local")
 
 # time_sources: rows at scale 1.0, slices of the 24 h window, salt buckets.
 TS_ROWS = 200_000
@@ -642,6 +646,7 @@ def load_flushed(ds, env: dict, table: str, regions: int, thrift2: str | None) -
 
 
 LINE_FUNCTIONS = {"time_sources": time_sources, "thrift_apis": thrift_apis,
+                  "reconcile_vs_verify": reconcile_vs_verify,
                   "spark_local": spark_local}
 
 
@@ -706,7 +711,7 @@ def child_export(spec: dict, watch) -> dict:
             "slice_rows": [s.rows for s in report.slices], "start_seconds": start_seconds}
 
 
-CHILD_KINDS = {"slices": child_slices, "export": child_export}
+CHILD_KINDS = {"slices": child_slices, "export": child_export, **RECONCILE_KINDS}
 
 
 def child_main(spec: dict) -> int:
@@ -764,6 +769,7 @@ def _rows(out: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                  _fmt(round(r["cold_docs_per_s"]) if r.get("cold_docs_per_s") else None, ",")]
                 for name, r in sp["runs"].items()]
         blocks.append((title, head, rows))
+    blocks += table_block(out)
     return blocks
 
 

@@ -263,6 +263,49 @@ def verify(sample: int | None, compare_fields: bool, repair: bool, as_json: bool
 
 
 @cli.command()
+@selection_options
+@WORKERS
+@click.option("--apply", is_flag=True,
+              help="Delete the orphans found (default: a dry run that only counts them). "
+                   "A document whose row came back meanwhile is left alone.")
+@click.option("--sample", type=click.IntRange(min=1), metavar="N",
+              help="Check N random documents per slice instead of every document "
+                   "(not with --apply).")
+@REPORT
+@setting_option("run.dead_letter", "--dead-letter", name="dead_letter",
+          type=click.Path(dir_okay=False),
+          help="Append the documents Elasticsearch refused to delete to this NDJSON file "
+               "(stage \"delete\").")
+@setting_option("run.max_errors", "--max-errors", name="max_errors", type=click.IntRange(min=0),
+          help="Refused deletes tolerated before the exit code is 1 (default 0).")
+@setting_option("run.ledger", "--ledger", name="ledger", type=click.Path(dir_okay=False),
+          help="The job's ledger: held for the run, so reconcile and export of one job never "
+               "overlap (exit 75 while the other runs).")
+@switch_option("quiet", "No progress bar.")
+@AS_JSON
+def reconcile(apply: bool, sample: int | None, as_json: bool, **params):
+    """Find the documents of the window whose row is gone from HBase (exit 1 if any);
+    with --apply, delete them."""
+    from .run.reconcile import problem_summary, render_reconcile, run_reconcile
+
+    settings = build_settings(click.get_current_context())
+    check_output_dirs(settings)
+    data = run_reconcile(settings, apply=apply, sample=sample).to_dict()
+    if as_json:
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        if problem_summary(data):
+            click.echo(f"hbase2es: {problem_summary(data)}", err=True)
+    else:
+        click.echo(render_reconcile(data))
+    if settings.run.report:
+        write_json(settings.run.report, data)
+    if data["interrupted"]:
+        click.echo("hbase2es: interrupted; the result covers the slices reconciled so far",
+                   err=True)
+    sys.exit(int(data["exit_code"]))
+
+
+@cli.command()
 # Not the export's --ledger: status reads an existing file and sets no Settings key.
 @click.option("--ledger", type=click.Path(dir_okay=False, exists=True), required=True,
               envvar=env_name("ledger"), help="The ledger file of a job.")

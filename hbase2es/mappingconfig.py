@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+from .deletes import DeleteRule, parse_delete_when
 from .errors import ConfigError
 from .mapping import ColumnSpec, FieldConflict, Mapping, unmapped_field
 
-MAPPING_KEYS = {"id", "rowkey_field", "timestamp_field", "unmapped", "on_decode_error", "columns"}
+MAPPING_KEYS = {"id", "rowkey_field", "timestamp_field", "unmapped", "on_decode_error", "columns",
+                "delete_when"}
 
 
 def read_mapping(raw: dict, origin: str) -> Mapping:
@@ -62,3 +64,13 @@ def _field_conflict(exc: FieldConflict) -> str:
                 f"choose another field name, map {column}, or set unmapped = \"skip\"")
     one, other = sorted((exc.first, exc.second), key=lambda owner: owner[0] != "column")
     return f"{key(one)} and {key(other)} are both {name}; one document field cannot hold two values"
+
+
+def read_delete_when(raw: dict, origin: str) -> DeleteRule | None:
+    """``[mapping] delete_when`` (None when not given); a bad table is exit 2 naming the key."""
+    if "delete_when" not in raw:
+        return None
+    try:
+        return parse_delete_when(raw["delete_when"])
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: mapping.delete_when: {exc}") from None

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .deletes import DeleteRule
 from .errors import ConfigError
 from .indexname import IndexTemplate
 from .mapping import Mapping
-from .mappingconfig import read_mapping
+from .mappingconfig import read_delete_when, read_mapping
 from .timesource import SALT_FORMATS, TimeSourceError, time_source
 from .timewindow import MAX_SLICES, TimeError, parse_duration, parse_time, parse_tz
 
@@ -171,6 +172,8 @@ class Settings:
     elasticsearch: ElasticsearchSettings = field(default_factory=ElasticsearchSettings)
     window: WindowSettings = field(default_factory=WindowSettings)
     mapping: Mapping = field(default_factory=Mapping)
+    # [mapping] delete_when: rows that become delete actions (hbase2es.deletes).
+    delete_when: DeleteRule | None = None
     run: RunSettings = field(default_factory=RunSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
     # Resolved once in the parent so that "now-5m" means the same instant in every worker.
@@ -240,7 +243,8 @@ def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | 
         raise ConfigError(f"{origin}: unknown section [{sorted(unknown)[0]}]; "
                           f"expected one of {', '.join(sorted([*SECTIONS, 'mapping']))}")
     built = {name: SECTIONS[name](**values) for name, values in sections.items()}
-    settings = Settings(mapping=read_mapping(raw.get("mapping", {}), origin), **built)
+    settings = Settings(mapping=read_mapping(raw.get("mapping", {}), origin),
+                        delete_when=read_delete_when(raw.get("mapping", {}), origin), **built)
     _check_time_source(settings.window, origin)
     return _resolve(settings, now_ms, need_window)
 

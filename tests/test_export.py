@@ -78,7 +78,7 @@ def test_half_open_slices_export_each_boundary_row_exactly_once(servers, table, 
 
     assert _slice_counts(report, "rows") == [2, 1, 2]
     assert _slice_counts(report, "indexed") == [2, 1, 2]
-    assert report["totals"] == {"rows": 5, "indexed": 5, "stale": 0, "failed": 0}
+    assert report["totals"] == {"rows": 5, "indexed": 5, "stale": 0, "failed": 0, "deleted": 0}
     docs = read_index(es, index)
     expected = {"window_start", "before_boundary", "on_boundary", "second_boundary", "last_ms"}
     assert set(docs) == expected
@@ -108,7 +108,7 @@ def test_rerun_is_idempotent_and_ids_are_row_keys(servers, table, es, index, tmp
 
     assert first["totals"]["indexed"] == 3 and second["totals"]["rows"] == 3
     # Equal versions are accepted again (external_gte), so nothing is stale or failed.
-    assert second["totals"] == {"rows": 3, "indexed": 3, "stale": 0, "failed": 0}
+    assert second["totals"] == {"rows": 3, "indexed": 3, "stale": 0, "failed": 0, "deleted": 0}
     assert count_docs(es, index) == 3
     b64_id = "b64:" + base64.urlsafe_b64encode(binary_key).decode()
     assert set(after) == {"plain", "grüße/1", b64_id}
@@ -142,7 +142,7 @@ def test_updated_row_ends_in_newest_state_and_an_older_slice_rerun_is_stale(
     _, rerun = _export(servers, table, index, T0, T0 + 1000, "1s", tmp_path=tmp_path,
                        report_name="rerun.json")
     assert rerun["slices"][0]["rows"] == 1
-    assert rerun["totals"] == {"rows": 1, "indexed": 0, "stale": 1, "failed": 0}
+    assert rerun["totals"] == {"rows": 1, "indexed": 0, "stale": 1, "failed": 0, "deleted": 0}
     doc = read_index(es, index)["u"]
     assert doc["_source"]["cf:state"] == "new" and doc["_version"] == t2
 
@@ -243,7 +243,7 @@ def test_typed_mapping_and_undecodable_rows_go_to_the_dead_letter_file(servers, 
     result, report = _export(servers, table, index, T0, T0 + 1000, "1s", "--config", config,
                              "--dead-letter", dead, expect_exit=1, tmp_path=tmp_path)
     assert report["exit_code"] == 1 == result.exit_code
-    assert report["totals"] == {"rows": 3, "indexed": 2, "stale": 0, "failed": 1}
+    assert report["totals"] == {"rows": 3, "indexed": 2, "stale": 0, "failed": 1, "deleted": 0}
     assert report["slices"][0]["status"] == "done"
     docs = read_index(es, index)
     assert set(docs) == {"good1", "good2"}
@@ -280,7 +280,7 @@ def test_document_elasticsearch_rejects_goes_to_the_dead_letter_file(servers, ta
     _, report = _export(servers, table, index, T0, T0 + 1000, "1s", "--config", config,
                         "--dead-letter", dead, "--workers", "1", expect_exit=1,
                         tmp_path=tmp_path)
-    assert report["totals"] == {"rows": 2, "indexed": 1, "stale": 0, "failed": 1}
+    assert report["totals"] == {"rows": 2, "indexed": 1, "stale": 0, "failed": 1, "deleted": 0}
     assert set(read_index(es, index)) == {"a"}
     (record,) = [json.loads(line) for line in dead.read_text().splitlines()]
     assert (record["stage"], record["row_key"]) == ("index", "b")
@@ -410,7 +410,7 @@ def test_report_json_has_the_documented_shape_and_matches_the_exit_code(servers,
     result, report = _export(servers, table, index, T0, T0 + 3000, tmp_path=tmp_path)
     assert {"slices", "totals", "exit_code"} <= set(report)
     assert report["exit_code"] == result.exit_code == 0
-    assert set(report["totals"]) == {"rows", "indexed", "stale", "failed"}
+    assert set(report["totals"]) == {"rows", "indexed", "stale", "failed", "deleted"}
     assert len(report["slices"]) == 3
     for s, k in zip(report["slices"], range(3)):
         assert {"start", "end", "rows", "indexed", "stale", "failed", "seconds", "status"} \

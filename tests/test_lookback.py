@@ -192,7 +192,8 @@ def test_reexported_slices_are_not_new_work_in_the_report(tmp_path):
     data = report.to_dict()
     assert data["totals"]["rows"] == sum(e.rows for e in new)
     assert data["reexported"] == {"slices": 2, "rows": sum(e.rows for e in again),
-                                  "indexed": sum(e.rows for e in again), "stale": 0, "failed": 0}
+                                  "indexed": sum(e.rows for e in again), "stale": 0, "failed": 0,
+                                  "deleted": 0}
     assert [s.get("reexported", False) for s in data["slices"]] == [e.reexport for e in todo]
     table = summary_table(report)
     assert table.count("re-exported") == 3  # two slice lines and the line under the table

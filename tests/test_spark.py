@@ -133,7 +133,7 @@ def test_spark_exports_the_same_documents_and_counts_as_the_local_pool(
     assert _counts(spark) == _counts(local)
     assert spark["totals"] == local["totals"] == {
         "rows": sum(per_slice.values()), "indexed": sum(per_slice.values()), "stale": 0,
-        "failed": 0}
+        "failed": 0, "deleted": 0}
     assert spark["spark"]["master"] == "local[2]" and spark["spark"]["application_id"]
     local_docs = read_index(es, f"{index}-local")
     spark_docs = read_index(es, f"{index}-spark")

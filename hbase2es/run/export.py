@@ -277,6 +277,7 @@ def _record(entry: SliceReport, outcome: Outcome) -> None:
         return
     r = outcome.value
     entry.rows, entry.indexed, entry.stale, entry.failed = r.rows, r.indexed, r.stale, r.failed
+    entry.deleted = r.deleted
     entry.seconds = r.seconds
     entry.skipped_fields = r.skipped_fields
     entry.resumed_after = r.resumed_after

@@ -58,7 +58,8 @@ def _sample_lines(doc: dict) -> tuple[list[str], int]:
     indented JSON with long values cut; and how many values were cut."""
     action = index_action(doc["_index"], doc["_id"], doc["version"], {}).split(b"\n", 1)[0]
     shown, truncated = shorten(doc["document"])
-    lines = [f"sample {doc['_index']}/{doc['_id']} (version {doc['version']}):",
+    delete = ", a delete: the row matches [mapping] delete_when" if doc.get("delete") else ""
+    lines = [f"sample {doc['_index']}/{doc['_id']} (version {doc['version']}{delete}):",
              action.decode(), orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode()]
     if doc.get("decode_errors"):
         lines.append("decode errors: " + "; ".join(doc["decode_errors"]))
@@ -174,6 +175,8 @@ def sample_documents(settings: Settings, count: int) -> list[dict]:
                         out.append({"_index": template.render(t), "_id": document_id(key),
                                     "version": t, "document": document,
                                     "decode_errors": [str(e) for e in errors]})
+                        if settings.delete_when and settings.delete_when.matches(values):
+                            out[-1]["delete"] = True  # export deletes this row's document
                         if len(out) >= count:
                             return out
                 finally:

@@ -17,7 +17,7 @@ from .pieces import Checkpoint
 
 log = logging.getLogger("hbase2es")
 
-COUNTS = ("rows", "indexed", "stale", "failed")
+COUNTS = ("rows", "indexed", "stale", "failed", "deleted")
 STATUSES = ("done", "failed", "cancelled", "pending", "running", "skipped")
 SHORT_UP_TO = 20  # slices the short summary still lists one by one
 SLOWEST = 5  # the slowest slices the short summary shows
@@ -36,6 +36,7 @@ class SliceReport:
     indexed: int = 0
     stale: int = 0
     failed: int = 0
+    deleted: int = 0  # soft-deleted rows whose document was deleted ([mapping] delete_when)
     seconds: float = 0.0
     attempts: int = 0
     error: str | None = None
@@ -52,7 +53,8 @@ class SliceReport:
     def to_dict(self) -> dict:
         out = {"index": self.slice.index, "start": format_time(self.slice.start_ms),
                "end": format_time(self.slice.end_ms), "rows": self.rows, "indexed": self.indexed,
-               "stale": self.stale, "failed": self.failed, "seconds": self.seconds,
+               "stale": self.stale, "failed": self.failed, "deleted": self.deleted,
+               "seconds": self.seconds,
                "status": self.status, "attempts": self.attempts, "rows_read": self.rows_read,
                "moved": self.moved}
         if self.move_conflicts:
@@ -175,7 +177,8 @@ class Progress:
                 else report.status
             line = (f"slice {report.slice} {status}: rows={report.rows} "
                     f"indexed={report.indexed} stale={report.stale} failed={report.failed} "
-                    f"in {report.seconds:.1f}s")
+                    + (f"deleted={report.deleted} " if report.deleted else "")
+                    + f"in {report.seconds:.1f}s")
             if report.moved:
                 line += f", {report.moved} older copies deleted from other indices"
             if report.error:
@@ -220,10 +223,10 @@ def slice_event(s: SliceReport) -> dict:
             "counts": {name: getattr(s, name) for name in COUNTS}}
 
 
-def _slice_line(s: SliceReport) -> tuple[str, ...]:
+def _slice_line(s: SliceReport, names: list[str]) -> tuple[str, ...]:
     return (slice_window(s.slice.start_ms, s.slice.end_ms),
-            "re-exported" if s.reexport and s.status == "done" else s.status, str(s.rows),
-            str(s.indexed), str(s.stale), str(s.failed), f"{s.seconds:.1f}")
+            "re-exported" if s.reexport and s.status == "done" else s.status,
+            *(str(getattr(s, n)) for n in names), f"{s.seconds:.1f}")
 
 
 def summary_table(report: RunReport, full: bool = False) -> str:
@@ -244,10 +247,12 @@ def summary_table(report: RunReport, full: bool = False) -> str:
         note = (f"shown: the failed slices{more} and the {len(slowest)} slowest of "
                 f"{len(slices)}; --summary full or --report FILE lists every slice")
     t, again = report.totals(), report.reexported()
-    total = (f"total ({len(slices) - again['slices']} slices)", "", str(t["rows"]),
-             str(t["indexed"]), str(t["stale"]), str(t["failed"]), f"{report.seconds:.1f}")
-    lines = [render_table(("slice", "status", "rows", "indexed", "stale", "failed", "seconds"),
-                          [_slice_line(s) for s in shown], total)]
+    # The deleted column (soft deletes) only when the run deleted anything.
+    names = ["rows", "indexed", "stale", "failed"] + (["deleted"] if t["deleted"] else [])
+    total = (f"total ({len(slices) - again['slices']} slices)", "",
+             *(str(t[n]) for n in names), f"{report.seconds:.1f}")
+    lines = [render_table(("slice", "status", *names, "seconds"),
+                          [_slice_line(s, names) for s in shown], total)]
     moved = sum(s.moved for s in slices)
     if moved:
         lines.append(f"moved: {moved} older copies of updated rows deleted from other indices "

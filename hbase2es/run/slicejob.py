@@ -16,6 +16,12 @@ Moved rows. When rows can move between indices (a time-based index template with
 or column time source), every bulk also deletes the older copies of what it wrote from
 the template's other indices (``search.copies``), before its checkpoint: ``moved`` counts
 them. It counts this attempt's deletions only (a resumed slice does not carry it over).
+
+Soft deletes. With ``[mapping] delete_when``, a row that matches becomes a versioned
+``delete`` (or a tombstone) in the same bulk stream instead of an ``index``
+(``hbase2es.deletes`` says why its version is the row time + 1); it counts as ``deleted``.
+A checkpoint has no ``deleted`` count, so the deletes before a resume point count as
+``indexed`` in the resumed slice's totals.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
+from ..deletes import DeleteTally, dead_letter_parts, soft_delete_action
 from ..errors import Hbase2esError
 from ..hbase import open_reader
 from ..indexname import IndexTemplate
@@ -32,7 +39,7 @@ from ..mapping import DecodeError, build_document, document_id
 from ..search import engine
 from ..search.copies import CopyRemover
 from ..search.deadletter import DeadLetterFile, dead_letter_record
-from ..search.writer import BulkWriter, Rejection
+from ..search.writer import FILTER_PATH, BulkWriter, Rejection
 from ..settings import Settings
 from ..timesource import time_source
 from ..timewindow import Slice
@@ -60,6 +67,7 @@ class SliceResult:
     stale: int = 0  # refused because the index holds a newer state of the row
     failed: int = 0
     skipped_fields: int = 0  # values left out under on_decode_error = skip-field
+    deleted: int = 0  # soft-deleted rows whose document was deleted (or tombstoned)
     rows_read: int = 0  # rows the server returned, including those older than the slice
     seconds: float = 0.0
     resumed_after: int = 0  # rows of the counts above that an earlier run had settled
@@ -92,6 +100,7 @@ class _SliceCounts:
         self.sent = (0, 0)  # rows and indexed already reported as progress
         self.last_report = time.monotonic()
         self.writer: BulkWriter | None = None
+        self.deletes: DeleteTally | None = None  # with [mapping] delete_when
 
     def mark(self, key: bytes) -> _Mark:
         return _Mark(key, self.rows, self.decode_failed, self.skipped_fields)
@@ -181,17 +190,22 @@ class SliceExporter:
         counts = _SliceCounts(task.resume, progress)
 
         def rejected(rejection: Rejection) -> None:
-            self._dead_letter(rejection.key.key, slice_, "index", rejection.error_type or
-                              f"HTTP {rejection.status}", rejection.reason, rejection.item)
+            stage, document = dead_letter_parts(rejection.item)
+            self._dead_letter(rejection.key.key, slice_, stage, rejection.error_type or
+                              f"HTTP {rejection.status}", rejection.reason, document)
 
         copies = (CopyRemover(self.client, self.template, es.retry_seconds)
                   if self.rows_can_move() else None)
+        if self.settings.delete_when is not None:
+            client = self.client
+            counts.deletes = DeleteTally(lambda payload: engine.bulk(
+                client, payload, filter_path=FILTER_PATH))
         run = self.settings.run
         max_docs, max_bytes = bulk_caps(es.bulk_docs, es.bulk_bytes, run.max_docs_per_second,
                                         run.max_bytes_per_second)
         writer = BulkWriter(self.client, max_docs=max_docs, max_bytes=max_bytes,
                             retry_seconds=es.retry_seconds, on_failure=rejected,
-                            on_settled=counts.settled,
+                            on_settled=counts.settled, send=counts.deletes,
                             on_written=copies.after_bulk if copies is not None else None,
                             around_send=self.limiter.around_send if self.limiter else None)
         counts.writer = writer
@@ -208,6 +222,7 @@ class SliceExporter:
     def _export_scan(self, spec, slice_: Slice, after: bytes | None, writer: BulkWriter,
                      counts: _SliceCounts) -> None:
         mapping = self.settings.mapping
+        rule = self.settings.delete_when
         drop_on_decode = mapping.on_decode_error == "dead-letter"
         render, row_time = self.template.render, self.source.row_time
         start_ms, end_ms = slice_.start_ms, slice_.end_ms
@@ -219,6 +234,11 @@ class SliceExporter:
             if t < start_ms or t >= end_ms:
                 continue
             counts.rows += 1
+            if rule is not None and rule.matches(values):
+                writer.add(soft_delete_action(rule, render(t), document_id(key), t,
+                                              mapping.timestamp_field), counts.mark(key))
+                counts.maybe_report()
+                continue
             try:
                 document, errors = build_document(key, values, t, mapping)
             except DecodeError as exc:
@@ -238,17 +258,20 @@ class SliceExporter:
                 rows_read: int) -> SliceResult:
         c, base = counts.writer.counts, counts.base
         failed = c.failed + counts.decode_failed
-        # Every row of the slice ends as indexed, stale or a counted failure: a row that is
-        # none of these would be a document lost without a trace, so the slice is not done.
+        # Every row of the slice ends as indexed (a soft delete that landed counts here too),
+        # stale or a counted failure: a row that is none of these would be a document lost
+        # without a trace, so the slice is not done.
         accounted = c.indexed + c.stale + failed
         if accounted != counts.rows:
             raise Hbase2esError(f"slice {task.slice}: {counts.rows} rows read but only "
                                 f"{accounted} indexed, stale or failed; the slice is not done")
         counts.report(None)
         s = task.slice
+        deleted = counts.deletes.deleted if counts.deletes is not None else 0
         return SliceResult(
             s.index, s.start_ms, s.end_ms, rows=base.rows + counts.rows,
-            indexed=base.indexed + c.indexed, stale=base.stale + c.stale,
+            indexed=base.indexed + c.indexed - deleted, deleted=deleted,
+            stale=base.stale + c.stale,
             failed=base.failed + failed, skipped_fields=base.skipped_fields + counts.skipped_fields,
             rows_read=rows_read, seconds=round(time.monotonic() - started, 3),
             resumed_after=base.rows)

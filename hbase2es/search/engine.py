@@ -176,3 +176,57 @@ def get_mapping(client: Elasticsearch, names: str) -> dict:
     """``{index: mappings}`` (typeless); indices that do not exist are left out."""
     response = body(client.indices.get_mapping(index=names, ignore_unavailable=True))
     return {name: data.get("mappings", {}) for name, data in response.items()}
+
+
+# --- listing the documents of a time range (reconcile) ---------------------------------
+
+
+def search(client: Elasticsearch, index: str | None, request: dict, *,
+           scroll: str | None = None) -> dict:
+    """One search request with a full body (query, sort, size, search_after, pit ...)."""
+    params: dict[str, Any] = dict(request)
+    if scroll:
+        params["scroll"] = scroll
+    if index is not None:  # a search inside a point-in-time names no index
+        params.update(index=index, ignore_unavailable=True, allow_no_indices=True)
+    if MAJOR >= 8 and "_source" in params:
+        params["source"] = params.pop("_source")
+    return body(client.search(**params))
+
+
+def scroll(client: Elasticsearch, scroll_id: str, keep_alive: str) -> dict:
+    """The next page of a scroll."""
+    return body(client.scroll(scroll_id=scroll_id, scroll=keep_alive))
+
+
+def clear_scroll(client: Elasticsearch, scroll_id: str) -> None:
+    """Free a scroll's search context now instead of when it times out."""
+    try:
+        client.clear_scroll(scroll_id=scroll_id)
+    except (*API_ERRORS, *CONNECTION_ERRORS):
+        pass  # it expires by itself after its keep-alive
+
+
+def open_point_in_time(client: Elasticsearch, index: str, keep_alive: str) -> str | None:
+    """A point-in-time over ``index``, or None when the engine has none (ES 7.10 without
+    x-pack, OpenSearch's own API): the caller then lists another way."""
+    try:
+        response = body(client.open_point_in_time(index=index, keep_alive=keep_alive,
+                                                     ignore_unavailable=True))
+    except API_ERRORS as exc:
+        if status_of(exc) in (400, 404, 405):
+            return None
+        raise
+    except (AttributeError, TypeError):  # a client without the API
+        return None
+    return response.get("id")
+
+
+def close_point_in_time(client: Elasticsearch, pit_id: str) -> None:
+    try:
+        if MAJOR >= 8:
+            client.close_point_in_time(id=pit_id)
+        else:
+            client.close_point_in_time(body={"id": pit_id})
+    except (*API_ERRORS, *CONNECTION_ERRORS):
+        pass  # it expires by itself after its keep-alive

@@ -1,0 +1,207 @@
+"""``hbase2es reconcile``: find (and with ``--apply`` delete) the documents of a window
+whose row is gone from HBase.
+
+Scans never see deleted rows, so an export alone never removes a document. The parent
+side is here: the slices run on the worker pool (``run.reconcilejob`` is what each worker
+does), their counts become the report, the table and the exit code. With ``--ledger`` it
+holds the job's ledger lock for the whole run, so it never overlaps the job's export
+(exit 75 when an export holds it).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from ..errors import ConfigError, ExitCode
+from ..pool import Progress as ProgressEvent
+from ..settings import Settings
+from ..timewindow import Slice, format_time, split_window
+from .executors import pool_outcomes
+from .ledger import Ledger, job_definition
+from .outcomes import outcome_error, outcome_status
+from .preflight import preflight
+from .reconcilejob import (MAX_EXAMPLES, ReconcileOptions, ReconcileSliceResult,
+                           close_reconciler, open_reconciler, reconcile_slice)
+from .report import render_table
+from .stopping import stop_on_signals
+
+TOTALS = ("checked", "orphans", "deleted", "skipped", "failed", "foreign")
+
+
+@dataclass
+class ReconcileEntry:
+    slice: Slice
+    status: str = "pending"  # pending | done | failed | cancelled
+    result: ReconcileSliceResult | None = None
+    attempts: int = 0
+    error: str | None = None
+
+    def count(self, name: str) -> int:
+        return getattr(self.result, name) if self.result is not None else 0
+
+
+@dataclass
+class ReconcileReport:
+    table: str
+    index: str
+    start_ms: int
+    end_ms: int
+    options: ReconcileOptions
+    slices: list[ReconcileEntry]
+    interrupted: bool = False
+    seconds: float = 0.0
+    exit_code: int = 0
+
+    def totals(self) -> dict[str, int]:
+        return {name: sum(e.count(name) for e in self.slices) for name in TOTALS}
+
+    def orphan_examples(self) -> list[str]:
+        out: list[str] = []
+        for e in self.slices:
+            if e.result is not None:
+                out.extend(e.result.orphan_ids)
+        return out[:MAX_EXAMPLES]
+
+    def to_dict(self) -> dict:
+        slices = []
+        for e in self.slices:
+            entry = {"index": e.slice.index, "start": format_time(e.slice.start_ms),
+                     "end": format_time(e.slice.end_ms), "status": e.status,
+                     "attempts": e.attempts, **{name: e.count(name) for name in TOTALS}}
+            if e.result is not None:
+                entry.update(orphan_ids=e.result.orphan_ids, listing=e.result.listing,
+                             seconds=e.result.seconds)
+            if e.error:
+                entry["error"] = e.error
+            slices.append(entry)
+        mode = "sample" if self.options.sample is not None else (
+            "apply" if self.options.apply else "dry run")
+        return {"table": self.table, "index": self.index,
+                "window": {"start": format_time(self.start_ms), "end": format_time(self.end_ms)},
+                "mode": mode, "apply": self.options.apply, "sample": self.options.sample,
+                "slices": slices, "totals": self.totals(),
+                "orphan_examples": self.orphan_examples(),
+                "exit_code": int(self.exit_code), "interrupted": self.interrupted,
+                "seconds": round(self.seconds, 3)}
+
+
+def exit_code(report: ReconcileReport, max_errors: int) -> ExitCode:
+    """130 interrupted; 1 a slice not done, orphans left by a dry run, or more refused
+    deletes than ``--max-errors``; else 0."""
+    if report.interrupted:
+        return ExitCode.INTERRUPTED
+    t = report.totals()
+    if any(e.status != "done" for e in report.slices):
+        return ExitCode.FAILED
+    if report.options.apply:
+        return ExitCode.FAILED if t["failed"] > max_errors else ExitCode.OK
+    return ExitCode.FAILED if t["orphans"] else ExitCode.OK
+
+
+def run_reconcile(settings: Settings, *, apply: bool = False,
+                  sample: int | None = None) -> ReconcileReport:
+    """Reconcile every slice of the window on the worker pool; the report carries the
+    exit code."""
+    if apply and sample is not None:
+        raise ConfigError("--apply cannot be combined with --sample: a sample finds orphans, "
+                          "it does not find them all; drop --sample to delete them")
+    started = time.monotonic()
+    options = ReconcileOptions(apply=apply, sample=sample)
+    slices = split_window(settings.start_ms, settings.end_ms, settings.slice_ms)
+    report = ReconcileReport(settings.hbase.table, settings.elasticsearch.index,
+                             settings.start_ms, settings.end_ms, options,
+                             [ReconcileEntry(s) for s in slices])
+    with ExitStack() as stack:
+        if settings.run.ledger:
+            # The lock only: the ledger's slices are the export's; reconcile records none.
+            ledger = stack.enter_context(Ledger(settings.run.ledger))
+            ledger.bind_job(job_definition(settings))
+        preflight(settings)
+        _run_slices(settings, options, slices, report)
+    report.seconds = time.monotonic() - started
+    report.exit_code = exit_code(report, settings.run.max_errors)
+    return report
+
+
+def _run_slices(settings: Settings, options: ReconcileOptions, slices: list[Slice],
+                report: ReconcileReport) -> None:
+    bar = tqdm(total=len(slices), unit="slice", dynamic_ncols=True, desc="reconcile",
+               disable=settings.run.quiet or not _stderr_is_tty())
+    checked = 0
+
+    def on_event(event) -> None:
+        nonlocal checked
+        if isinstance(event, ProgressEvent):
+            checked += event.payload.get("checked", 0)
+            bar.set_postfix_str(f"{checked} documents checked", refresh=True)
+
+    try:
+        with stop_on_signals(report) as stop:
+            for outcome in pool_outcomes(settings, reconcile_slice, slices, on_event, stop,
+                                         initializer=open_reconciler,
+                                         initargs=(settings, options),
+                                         finalizer=close_reconciler):
+                entry = report.slices[outcome.index]
+                entry.attempts = outcome.attempts
+                entry.status, entry.error = outcome_status(outcome), outcome_error(outcome)
+                if outcome.status == "ok":
+                    entry.result = outcome.value
+                bar.update(1)
+    except KeyboardInterrupt:  # forced stop: report what was done so far
+        report.interrupted = True
+    finally:
+        bar.close()
+
+
+def _stderr_is_tty() -> bool:
+    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+
+
+def render_reconcile(data: dict) -> str:
+    """The table printed at the end of ``reconcile`` (from ``ReconcileReport.to_dict()``)."""
+    mode = {"dry run": "dry run, nothing deleted", "apply": "--apply: orphans deleted",
+            "sample": f"SAMPLE: up to {data['sample']} random documents per slice checked, "
+                      "not every document; nothing deleted"}[data["mode"]]
+    lines = [f"reconcile {data['index']} against {data['table']}, window "
+             f"[{data['window']['start']}, {data['window']['end']}), {len(data['slices'])} "
+             f"slices; {mode}"]
+    names = ["checked", "orphans"] + (["deleted", "skipped", "failed"] if data["apply"] else [])
+    rows = [(f"{s['start']} .. {s['end']}", s["status"], *(str(s[n]) for n in names),
+             f"{s.get('seconds', 0.0):.1f}") for s in data["slices"]]
+    t = data["totals"]
+    total = (f"total ({len(data['slices'])} slices)", "", *(str(t[n]) for n in names),
+             f"{data['seconds']:.1f}")
+    lines.append(render_table(("slice", "status", *names, "seconds"), rows, total))
+    for s in data["slices"]:
+        if s.get("error"):
+            lines.append(f"slice {s['start']} .. {s['end']} {s['status']}: {s['error']}")
+    lines.extend(_outcome_lines(data))
+    return "\n".join(lines)
+
+
+def _outcome_lines(data: dict) -> list[str]:
+    t = data["totals"]
+    lines = []
+    if t["orphans"]:
+        lines.append(f"ORPHANS: {t['orphans']} documents whose row is gone from HBase, e.g. "
+                     f"{', '.join(data['orphan_examples'])}")
+        if not data["apply"]:
+            lines.append("  nothing was deleted: run again with --apply to delete them")
+    if data["apply"] and t["orphans"]:
+        lines.append(f"deleted {t['deleted']}, skipped {t['skipped']} (the row came back or "
+                     f"the document changed since it was listed), failed {t['failed']}")
+    if t["foreign"]:
+        lines.append(f"{t['foreign']} documents have an _id hbase2es does not write; left alone")
+    if not t["orphans"] and data["exit_code"] == 0:
+        lines.append(f"OK: all {t['checked']} checked documents have their row")
+    return lines
+
+
+def problem_summary(data: dict) -> str:
+    """Lines for stderr when ``--json`` owns stdout."""
+    return "\n".join(_outcome_lines(data)[:2]) if data["totals"]["orphans"] else ""
