@@ -10,7 +10,6 @@ holds the job's ledger lock for the whole run, so it never overlaps the job's ex
 
 from __future__ import annotations
 
-import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,74 +19,41 @@ from tqdm import tqdm
 from ..errors import ConfigError, ExitCode
 from ..pool import Progress as ProgressEvent
 from ..settings import Settings
-from ..timewindow import Slice, format_time, split_window
+from ..timewindow import Slice, split_window
 from .executors import pool_outcomes
 from .ledger import Ledger, job_definition
-from .outcomes import outcome_error, outcome_status
+from .outcomes import CheckEntry, CheckReport, stderr_is_tty
 from .preflight import preflight
-from .reconcilejob import (MAX_EXAMPLES, ReconcileOptions, ReconcileSliceResult,
-                           close_reconciler, open_reconciler, reconcile_slice)
+from .reconcilejob import (MAX_EXAMPLES, ReconcileOptions, close_reconciler,
+                           open_reconciler, reconcile_slice)
 from .report import render_table
 from .stopping import stop_on_signals
 
 TOTALS = ("checked", "orphans", "deleted", "skipped", "failed", "foreign")
 
 
-@dataclass
-class ReconcileEntry:
-    slice: Slice
-    status: str = "pending"  # pending | done | failed | cancelled
-    result: ReconcileSliceResult | None = None
-    attempts: int = 0
-    error: str | None = None
-
-    def count(self, name: str) -> int:
-        return getattr(self.result, name) if self.result is not None else 0
+ReconcileEntry = CheckEntry
 
 
 @dataclass
-class ReconcileReport:
-    table: str
-    index: str
-    start_ms: int
-    end_ms: int
-    options: ReconcileOptions
-    slices: list[ReconcileEntry]
-    interrupted: bool = False
-    seconds: float = 0.0
-    exit_code: int = 0
-
-    def totals(self) -> dict[str, int]:
-        return {name: sum(e.count(name) for e in self.slices) for name in TOTALS}
-
-    def orphan_examples(self) -> list[str]:
-        out: list[str] = []
-        for e in self.slices:
-            if e.result is not None:
-                out.extend(e.result.orphan_ids)
-        return out[:MAX_EXAMPLES]
+class ReconcileReport(CheckReport):
+    TOTALS = TOTALS
+    MAX_EXAMPLES = MAX_EXAMPLES
 
     def to_dict(self) -> dict:
         slices = []
         for e in self.slices:
-            entry = {"index": e.slice.index, "start": format_time(e.slice.start_ms),
-                     "end": format_time(e.slice.end_ms), "status": e.status,
-                     "attempts": e.attempts, **{name: e.count(name) for name in TOTALS}}
+            entry = self.slice_dict(e)
             if e.result is not None:
                 entry.update(orphan_ids=e.result.orphan_ids, listing=e.result.listing,
                              seconds=e.result.seconds)
-            if e.error:
-                entry["error"] = e.error
             slices.append(entry)
         mode = "sample" if self.options.sample is not None else (
             "apply" if self.options.apply else "dry run")
-        return {"table": self.table, "index": self.index,
-                "window": {"start": format_time(self.start_ms), "end": format_time(self.end_ms)},
+        return {**self.window_dict(),
                 "mode": mode, "apply": self.options.apply, "sample": self.options.sample,
                 "slices": slices, "totals": self.totals(),
-                "orphan_examples": self.orphan_examples(),
-                "exit_code": int(self.exit_code), "interrupted": self.interrupted,
-                "seconds": round(self.seconds, 3)}
+                "orphan_examples": self.examples("orphan_ids"), **self.end_dict()}
 
 
 def exit_code(report: ReconcileReport, max_errors: int) -> ExitCode:
@@ -131,7 +97,7 @@ def run_reconcile(settings: Settings, *, apply: bool = False,
 def _run_slices(settings: Settings, options: ReconcileOptions, slices: list[Slice],
                 report: ReconcileReport) -> None:
     bar = tqdm(total=len(slices), unit="slice", dynamic_ncols=True, desc="reconcile",
-               disable=settings.run.quiet or not _stderr_is_tty())
+               disable=settings.run.quiet or not stderr_is_tty())
     checked = 0
 
     def on_event(event) -> None:
@@ -146,20 +112,13 @@ def _run_slices(settings: Settings, options: ReconcileOptions, slices: list[Slic
                                          initializer=open_reconciler,
                                          initargs=(settings, options),
                                          finalizer=close_reconciler):
-                entry = report.slices[outcome.index]
-                entry.attempts = outcome.attempts
-                entry.status, entry.error = outcome_status(outcome), outcome_error(outcome)
-                if outcome.status == "ok":
-                    entry.result = outcome.value
+                report.slices[outcome.index].record(outcome)
                 bar.update(1)
     except KeyboardInterrupt:  # forced stop: report what was done so far
         report.interrupted = True
     finally:
         bar.close()
-
-
-def _stderr_is_tty() -> bool:
-    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    report.cancel_running()
 
 
 def render_reconcile(data: dict) -> str:

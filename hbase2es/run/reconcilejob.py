@@ -44,6 +44,7 @@ from ..search.writer import BulkWriter, Rejection
 from ..settings import Settings
 from ..timesource import time_source
 from ..timewindow import Slice
+from .workerjob import JobResources, close_job, open_job, run_task
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class ReconcileSliceResult:
         return asdict(self)
 
 
-class SliceReconciler:
+class SliceReconciler(JobResources):
     """The per-process resources and the reconcile of one slice."""
 
     def __init__(self, settings: Settings, options: ReconcileOptions):
@@ -98,15 +99,6 @@ class SliceReconciler:
         # Every row the column source exported has its time column: asking for that column
         # first spares reading whole rows over Thrift1 (hbase.rowcheck).
         self.probe = [source.column] if source.name == "column" else None
-
-    def close(self) -> None:
-        self.reader.close()
-        for resource in (getattr(self, "dead_letters", None), getattr(self, "client", None)):
-            try:
-                if resource is not None:
-                    resource.close()
-            except Exception:  # noqa: BLE001 - closing must not mask the cause
-                pass
 
     def run(self, slice_: Slice, progress: Callable[[dict], None] | None = None
             ) -> ReconcileSliceResult:
@@ -188,24 +180,10 @@ class SliceReconciler:
         writer.flush()
 
 
-# One reconciler per worker process, opened by the pool's initializer.
-_reconciler: SliceReconciler | None = None
-
-
 def open_reconciler(settings: Settings, options: ReconcileOptions) -> None:
-    """Pool initializer: this process's HBase connection and Elasticsearch client."""
-    global _reconciler
-    _reconciler = SliceReconciler(settings, options)
+    """Pool initializer of a reconcile: this process's SliceReconciler (``run.workerjob``)."""
+    open_job(SliceReconciler, settings, options)
 
 
-def close_reconciler() -> None:
-    """Pool finalizer."""
-    global _reconciler
-    if _reconciler is not None:
-        _reconciler.close()
-        _reconciler = None
-
-
-def reconcile_slice(slice_: Slice, progress: Callable[[dict], None]) -> ReconcileSliceResult:
-    """The function the pool runs for each slice."""
-    return _reconciler.run(slice_, progress)
+close_reconciler = close_job  # pool finalizer
+reconcile_slice = run_task  # what the pool runs for each slice

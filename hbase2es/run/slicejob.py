@@ -43,8 +43,8 @@ from ..search.writer import FILTER_PATH, BulkWriter, Rejection
 from ..settings import Settings
 from ..timesource import time_source
 from ..timewindow import Slice
-from . import logformat
 from .limiter import RunLimiter
+from .workerjob import JobResources, close_job, open_job, run_task
 from .pieces import Checkpoint, SliceTask, clip_scan
 from .throttle import bulk_caps, read_batch
 
@@ -133,7 +133,7 @@ class _SliceCounts:
         self.last_report = time.monotonic()
 
 
-class SliceExporter:
+class SliceExporter(JobResources):
     """The per-process resources and the export loop."""
 
     def __init__(self, settings: Settings, limiter: RunLimiter | None = None):
@@ -158,15 +158,6 @@ class SliceExporter:
         update changes it) and the template turns times into different names. A row-key
         time never changes for a key."""
         return not self.template.is_static and self.source.name in ("cell", "column")
-
-    def close(self) -> None:
-        self.reader.close()
-        if self.dead_letters is not None:
-            self.dead_letters.close()
-        try:
-            self.client.close()
-        except Exception:  # noqa: BLE001
-            pass
 
     def _scans(self, task: SliceTask) -> list:
         """The slice's scans in key order, clipped to the task's key range and its resume
@@ -286,34 +277,16 @@ class SliceExporter:
                         "such rows", slice_, key[:100], error_type, reason[:200])
 
 
-# One exporter per worker process, opened by the pool's initializer.
-_exporter: SliceExporter | None = None
-
-
 def open_worker(settings: Settings, limiter: RunLimiter | None = None) -> None:
-    """Pool initializer: open this process's HBase connection and Elasticsearch client.
+    """Pool initializer of an export: this process's SliceExporter (``run.workerjob``).
 
     ``limiter`` is the run's shared one (rates, concurrent bulks), made by the parent.
     """
-    global _exporter
-    # A spawned worker starts with logging unset; its warnings (a scan reopened, a bulk
-    # retried) go to the run's stderr in the run's log format, marked with the worker's PID.
-    logformat.configure(logging.StreamHandler(), settings.run.log_level, settings.run.log_format,
-                        secrets=logformat.secrets_of(settings.elasticsearch), worker=True)
-    _exporter = SliceExporter(settings, limiter)
+    open_job(SliceExporter, settings, limiter)
 
 
-def close_worker() -> None:
-    """Pool finalizer."""
-    global _exporter
-    if _exporter is not None:
-        _exporter.close()
-        _exporter = None
-
-
-def export_slice(task: Slice | SliceTask, progress: Callable[[dict], None]) -> SliceResult:
-    """The function the pool runs for each slice, region piece or resumed slice."""
-    return _exporter.run(task, progress)
+close_worker = close_job  # pool finalizer
+export_slice = run_task  # what the pool runs for each slice, region piece or resumed slice
 
 
 def run_slice(task: Slice | SliceTask, settings: Settings,

@@ -6,7 +6,6 @@ does), and their counts become the report, the table and the exit code.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 
@@ -15,71 +14,39 @@ from tqdm import tqdm
 from ..errors import ExitCode
 from ..pool import Progress as ProgressEvent, Started
 from ..settings import Settings
-from ..timewindow import Slice, format_time, split_window
+from ..timewindow import split_window
 from .executors import pool_outcomes
-from .outcomes import outcome_error, outcome_status
+from .outcomes import CheckEntry, CheckReport, stderr_is_tty
 from .preflight import preflight
 from .report import render_table
 from .stopping import StopRequest, stop_on_signals
-from .verifyjob import (MAX_EXAMPLES, VerifyOptions, VerifySliceResult, close_verifier,
+from .verifyjob import (MAX_EXAMPLES, VerifyOptions, close_verifier,
                         open_verifier, verify_slice)
 
 TOTALS = ("rows", "checked", "present", "missing", "older", "compared", "differing", "ahead",
           "copies", "repaired", "repair_conflicts", "repair_failed")
 
 
-@dataclass
-class VerifyEntry:
-    slice: Slice
-    status: str = "pending"  # pending | running | done | failed | cancelled
-    result: VerifySliceResult | None = None
-    attempts: int = 0
-    error: str | None = None
-
-    def count(self, name: str) -> int:
-        return getattr(self.result, name) if self.result is not None else 0
+VerifyEntry = CheckEntry
 
 
 @dataclass
-class VerifyReport:
-    table: str
-    index: str
-    start_ms: int
-    end_ms: int
-    options: VerifyOptions
-    slices: list[VerifyEntry]
-    interrupted: bool = False
-    seconds: float = 0.0
-    exit_code: int = 0
-
-    def totals(self) -> dict[str, int]:
-        return {name: sum(e.count(name) for e in self.slices) for name in TOTALS}
-
-    def examples(self, name: str) -> list[str]:
-        out: list[str] = []
-        for e in self.slices:
-            if e.result is not None:
-                out.extend(getattr(e.result, name))
-        return out[:MAX_EXAMPLES]
+class VerifyReport(CheckReport):
+    TOTALS = TOTALS
+    MAX_EXAMPLES = MAX_EXAMPLES
 
     def to_dict(self) -> dict:
         slices = []
         for e in self.slices:
-            entry = {"index": e.slice.index, "start": format_time(e.slice.start_ms),
-                     "end": format_time(e.slice.end_ms), "status": e.status,
-                     "attempts": e.attempts}
-            entry.update({name: e.count(name) for name in TOTALS})
+            entry = self.slice_dict(e)
             if e.result is not None:
                 entry.update(missing_keys=e.result.missing_keys, older_keys=e.result.older_keys,
                              copy_keys=e.result.copy_keys, seconds=e.result.seconds)
                 if self.options.compare_fields:
                     entry["differences"] = e.result.differences
                     entry["ahead_keys"] = e.result.ahead_keys
-            if e.error:
-                entry["error"] = e.error
             slices.append(entry)
-        return {"table": self.table, "index": self.index,
-                "window": {"start": format_time(self.start_ms), "end": format_time(self.end_ms)},
+        return {**self.window_dict(),
                 "mode": "all rows" if self.options.sample is None else "sample",
                 "sample": self.options.sample, "compare_fields": self.options.compare_fields,
                 "repair": self.options.repair, "slices": slices, "totals": self.totals(),
@@ -88,8 +55,7 @@ class VerifyReport:
                 "copy_examples": list(dict.fromkeys(self.examples("copy_keys"))),
                 "ahead_examples": self.examples("ahead_keys"),
                 "difference_examples": self.examples("differences"),
-                "exit_code": int(self.exit_code), "interrupted": self.interrupted,
-                "seconds": round(self.seconds, 3)}
+                **self.end_dict()}
 
 
 def exit_code(report: VerifyReport) -> ExitCode:
@@ -121,7 +87,7 @@ def run_verify(settings: Settings, *, sample: int | None = None, compare_fields:
                           settings.end_ms, options, [VerifyEntry(s) for s in slices])
     run = settings.run
     bar = tqdm(total=len(slices), unit="slice", dynamic_ncols=True, desc="verify",
-               disable=run.quiet or not _stderr_is_tty())
+               disable=run.quiet or not stderr_is_tty())
     rows = 0
 
     def on_event(event) -> None:
@@ -140,29 +106,16 @@ def run_verify(settings: Settings, *, sample: int | None = None, compare_fields:
                                              initializer=open_verifier,
                                              initargs=(settings, options),
                                              finalizer=close_verifier):
-                    _record(report.slices[outcome.index], outcome)
+                    report.slices[outcome.index].record(outcome)
                     bar.update(1)
     except KeyboardInterrupt:  # forced stop: report what was checked so far
         report.interrupted = True
     finally:
         bar.close()
-    for entry in report.slices:
-        if entry.status == "running":  # started, but its outcome never came (forced stop)
-            entry.status = "cancelled"
+    report.cancel_running()
     report.seconds = time.monotonic() - started
     report.exit_code = exit_code(report)
     return report
-
-
-def _record(entry: VerifyEntry, outcome) -> None:
-    entry.attempts = outcome.attempts
-    entry.status, entry.error = outcome_status(outcome), outcome_error(outcome)
-    if outcome.status == "ok":
-        entry.result = outcome.value
-
-
-def _stderr_is_tty() -> bool:
-    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
 
 
 def render_verify(data: dict) -> str:

@@ -50,6 +50,7 @@ from ..settings import Settings
 from ..timesource import time_source
 from ..timewindow import Slice
 from .repair import Repairer
+from .workerjob import JobResources, close_job, open_job, run_task
 
 MGET_BATCH = 1000
 MAX_EXAMPLES = 10  # keys and differences per slice that cross the pipe
@@ -118,7 +119,7 @@ def field_differences(expected: dict, actual: dict) -> list[tuple[str, object, o
     return out
 
 
-class SliceVerifier:
+class SliceVerifier(JobResources):
     """The per-process resources and the check of one slice."""
 
     def __init__(self, settings: Settings, options: VerifyOptions):
@@ -138,15 +139,6 @@ class SliceVerifier:
         # A value that does not decode is left out of the rebuilt document, so it shows as
         # a difference instead of stopping the check.
         self.mapping = dataclasses.replace(settings.mapping, on_decode_error="skip-field")
-
-    def close(self) -> None:
-        self.reader.close()
-        if self.dead_letters is not None:
-            self.dead_letters.close()
-        try:
-            self.client.close()
-        except Exception:  # noqa: BLE001
-            pass
 
     def scan_kwargs(self, spec) -> dict:
         """The slice's scan, reading no more of each row than the row-time check needs."""
@@ -332,24 +324,10 @@ class SliceVerifier:
         return True
 
 
-# One verifier per worker process, opened by the pool's initializer.
-_verifier: SliceVerifier | None = None
-
-
 def open_verifier(settings: Settings, options: VerifyOptions) -> None:
-    """Pool initializer: this process's HBase connection and Elasticsearch client."""
-    global _verifier
-    _verifier = SliceVerifier(settings, options)
+    """Pool initializer of a verify: this process's SliceVerifier (``run.workerjob``)."""
+    open_job(SliceVerifier, settings, options)
 
 
-def close_verifier() -> None:
-    """Pool finalizer."""
-    global _verifier
-    if _verifier is not None:
-        _verifier.close()
-        _verifier = None
-
-
-def verify_slice(slice_: Slice, progress: Callable[[dict], None]) -> VerifySliceResult:
-    """The function the pool runs for each slice."""
-    return _verifier.run(slice_, progress)
+close_verifier = close_job  # pool finalizer
+verify_slice = run_task  # what the pool runs for each slice
