@@ -216,8 +216,10 @@ def test_two_quick_ctrl_c_exit_130_and_still_write_the_report(servers, loaded, i
 def test_a_late_second_sigterm_while_the_summary_is_printed_still_exits_130_with_a_report(
         servers, loaded, index, tmp_path):
     ledger, report = tmp_path / "job.db", tmp_path / "report.json"
+    # --summary full: the whole table, too big for the pipe (the short one would fit).
     args = command("export", job_config(tmp_path), servers, loaded, index, START, END,
-                   "--workers", "2", "--ledger", ledger, "--report", report)
+                   "--workers", "2", "--ledger", ledger, "--report", report,
+                   "--summary", "full")
     run = BlockedStdout(args, tmp_path, "late")
     try:
         wait_done(ledger, run, EMPTY_SLICES + 1)

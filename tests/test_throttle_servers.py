@@ -39,10 +39,16 @@ def loaded_table(servers):
     try:
         window = load_rows(conn.table(name), ROWS, T0, SLICES, SLICE_MS)
         assert window.total == ROWS
+    finally:
+        conn.close()  # idle for the whole module, the Thrift server would drop it
+    try:
         yield name
     finally:
-        conn.delete_table(name, disable=True)
-        conn.close()
+        conn = happybase.Connection(servers.hbase_host, servers.hbase_port, timeout=60_000)
+        try:
+            conn.delete_table(name, disable=True)
+        finally:
+            conn.close()
 
 
 def _count(es, index: str) -> tuple[float, int]:
