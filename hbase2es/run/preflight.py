@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from ..errors import UnavailableError
 from ..hbase import open_reader
 from ..search import engine
+from ..search.product import Engine
 from ..settings import Settings
 
 
-def preflight(settings: Settings) -> None:
-    """Open the table once and ask Elasticsearch who it is; raise UnavailableError if not."""
+def preflight(settings: Settings) -> Engine:
+    """Open the table once and ask every Elasticsearch node who it is; raise
+    UnavailableError (exit 3) naming what is missing or what answered instead of a
+    supported engine. Nodes that do not answer while another does get a warning."""
     open_reader(settings.hbase).close()  # raises UnavailableError naming what is wrong
-    client = engine.make_client(settings.elasticsearch)
-    try:
-        engine.info(client)
-    except engine.CONNECTION_ERRORS as exc:
-        hosts = ", ".join(settings.elasticsearch.hosts)
-        raise UnavailableError(f"cannot reach Elasticsearch at {hosts}: "
-                               f"{type(exc).__name__}") from None
-    except engine.API_ERRORS as exc:
-        status = engine.status_of(exc)
-        raise UnavailableError(f"Elasticsearch refused the connection check (HTTP {status}): "
-                               "check the credentials named in [elasticsearch]") from None
-    finally:
-        client.close()
+    return engine.check_nodes(settings.elasticsearch)
