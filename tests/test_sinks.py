@@ -160,6 +160,18 @@ def test_each_time_source_writes_the_expected_documents_into_dated_indices(
         assert {d: docs[d]["index"] for d in docs} == {
             row_key(i): hour_index(prefix, row_time(i)) for i in range(ROWS)}, source
 
+    # With cell times an update moves row 0 to a later hour's index: the export deletes
+    # the older copy (a versioned delete in the bulk body), so one document stays.
+    prefix = f"{sink_index}-cell"
+    moved = END - 60_000
+    put_row(table, row_key(0), {"cf:n": "100"}, moved)
+    _, report = export(sink.hbase, sink.url, table, prefix + "-{time:%Y.%m.%d.%H}",
+                       tmp_path=tmp_path)
+    assert sum(s.get("moved", 0) for s in report["slices"]) == 1
+    doc = read_docs(sink.client, f"{prefix}-*")[row_key(0)]
+    assert (doc["index"], doc["version"], doc["source"]["n"]) == (
+        hour_index(prefix, moved), moved, 100)
+
 
 def test_reexport_is_idempotent_and_an_older_state_is_counted_stale(sink, sink_index, table,
                                                                     tmp_path):
