@@ -64,8 +64,8 @@ def test_a_node_that_does_not_answer_is_a_warning_while_another_answers():
     dead = Answer("http://a:9200", error="ConnectionError: refused")
     engine, warnings = judge([dead, ok("http://b:9200", es("8.19.0"))], NONE)
     assert engine.label == "Elasticsearch 8.19.0"
-    assert warnings == ["Elasticsearch node http://a:9200: ConnectionError: refused; going on "
-                        "with the 1 that answer (Elasticsearch 8.19.0)"]
+    assert warnings == ["Elasticsearch node http://a:9200 (ConnectionError: refused) does not "
+                        "answer; going on with the node that answers (Elasticsearch 8.19.0)"]
     with pytest.raises(UnavailableError, match="cannot reach Elasticsearch at http://a:9200"):
         judge([dead], NONE)
 
@@ -95,5 +95,5 @@ def test_credentials_missing_refused_or_short_of_a_privilege_say_what_to_do():
 
 def test_a_failed_tls_check_points_at_ca_certs():
     bad = Answer("https://a:1", error="TlsError: certificate verify failed", tls=True)
-    with pytest.raises(UnavailableError, match="TLS failed .* set \\[elasticsearch\\] ca_certs"):
+    with pytest.raises(UnavailableError, match="TLS failed: .* set \\[elasticsearch\\] ca_certs"):
         judge([bad], NONE)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from ..hbase import open_reader
 from ..search import engine
 from ..search.product import Engine
 from ..settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def preflight(settings: Settings) -> Engine:
@@ -13,4 +17,6 @@ def preflight(settings: Settings) -> Engine:
     UnavailableError (exit 3) naming what is missing or what answered instead of a
     supported engine. Nodes that do not answer while another does get a warning."""
     open_reader(settings.hbase).close()  # raises UnavailableError naming what is wrong
-    return engine.check_nodes(settings.elasticsearch)
+    found = engine.check_nodes(settings.elasticsearch)
+    log.info("search engine: %s, cluster %r", found.label, found.cluster_name)
+    return found

@@ -51,8 +51,9 @@ from .auth import auth_headers, credential_names, credentials  # noqa: F401 - AP
 from .product import Answer, Engine, engine_of, judge
 
 log = logging.getLogger(__name__)
-# The transport logs each retry with a traceback; the writer logs its own retries.
-logging.getLogger("elastic_transport").addHandler(logging.NullHandler())
+# The transport logs each failover with a traceback: kept out of any root logging set up
+# around hbase2es (Spark's, say). Its NullHandler stops Python's last-resort printing, and
+# the writer logs the retries that matter.
 logging.getLogger("elastic_transport").propagate = False
 
 JSON, NDJSON = "application/json", "application/x-ndjson"
@@ -399,11 +400,19 @@ def close_point_in_time(client: Client, pit_id: str) -> None:
 # --- preflight --------------------------------------------------------------------------
 
 
+def _cause(exc: BaseException) -> str:
+    """The root of a transport error without urllib3's connection-pool preamble:
+    "Failed to establish a new connection: [Errno 111] Connection refused"."""
+    errors = getattr(exc, "errors", ())
+    text = str(errors[0]) if errors else str(exc)
+    return text.rsplit("): ", 1)[-1] if "): " in text else text
+
+
 def _ask(node, url: str) -> Answer:
     try:
         response = node.perform_request("GET", "/")
     except CONNECTION_ERRORS as exc:
-        return Answer(url, error=f"{type(exc).__name__}: {exc}",
+        return Answer(url, error=f"{type(exc).__name__}: {_cause(exc)}",
                       tls=isinstance(exc, elastic_transport.TlsError))
     headers = response.meta.headers
     return Answer(url, response.meta.status, response.body or b"",

@@ -158,9 +158,9 @@ def engine_of(answer: Answer, creds: Credentials) -> Engine:
 
 def _unreachable(answer: Answer) -> str:
     if answer.tls:
-        return (f"{answer.url}: TLS failed ({answer.error[:200]}); for a private CA set "
-                "[elasticsearch] ca_certs")
-    return f"{answer.url}: {answer.error[:200]}"
+        return (f"{answer.url} (TLS failed: {answer.error[:200]}; for a private CA set "
+                "[elasticsearch] ca_certs)")
+    return f"{answer.url} ({answer.error[:200]})"
 
 
 def judge(answers: list[Answer], creds: Credentials) -> tuple[Engine, list[str]]:
@@ -177,7 +177,7 @@ def judge(answers: list[Answer], creds: Credentials) -> tuple[Engine, list[str]]
             found.append((answer, engine_of(answer, creds)))
     if not found:
         raise UnavailableError("cannot reach Elasticsearch at "
-                               + "; ".join(_unreachable(a) for a in silent))
+                               + ", ".join(_unreachable(a) for a in silent))
     first_answer, first = found[0]
     for answer, other in found[1:]:
         if other.product != first.product or (
@@ -189,6 +189,7 @@ def judge(answers: list[Answer], creds: Credentials) -> tuple[Engine, list[str]]
                 f"{other.cluster_name!r}) are not one cluster: list the nodes of one cluster")
     # A rolling upgrade mixes majors in one cluster: speak to the oldest.
     engine = min((e for _, e in found), key=lambda e: e.major)
-    warnings = [f"Elasticsearch node {_unreachable(a)}; going on with the "
-                f"{len(found)} that answer ({engine.label})" for a in silent]
+    answering = "the node that answers" if len(found) == 1 else f"the {len(found)} that answer"
+    warnings = [f"Elasticsearch node {_unreachable(a)} does not answer; going on with "
+                f"{answering} ({engine.label})" for a in silent]
     return engine, warnings
