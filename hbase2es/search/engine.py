@@ -58,6 +58,9 @@ logging.getLogger("elastic_transport").propagate = False
 
 JSON, NDJSON = "application/json", "application/x-ndjson"
 DEFAULT_PORT = 9200  # for an http URL without one, as Elasticsearch listens
+# GET / answers at once on a live node; a node that stays silent this long counts as down
+# (instead of holding the start for the full request_timeout).
+PROBE_TIMEOUT_S = 10.0
 
 
 class EngineError(Exception):
@@ -103,6 +106,7 @@ class Client:
                                    retry_on_timeout=False, meta_header=False)
         self.transport.serializers = _Bytes()
         self.credentials = credential_names(es)
+        self.timeout = es.request_timeout
         self._engine: Engine | None = None
 
     @property
@@ -110,7 +114,7 @@ class Client:
         """What the nodes run; asked with ``GET /`` the first time (UnavailableError when
         it is nothing hbase2es supports)."""
         if self._engine is None:
-            status, data, meta = _raw(self, "GET", "/")
+            status, data, meta = _raw(self, "GET", "/", timeout=PROBE_TIMEOUT_S)
             answer = Answer(self.hosts[0] if len(self.hosts) == 1 else _url_of(meta),
                             status, data, meta.headers.get("content-type", ""),
                             meta.headers.get("server", ""))
@@ -173,11 +177,16 @@ def _url_of(meta) -> str:
 
 
 def _raw(client: Client, method: str, path: str, params: dict | None = None,
-         body: bytes | None = None, content_type: str = JSON):
+         body: bytes | None = None, content_type: str = JSON, timeout: float | None = None):
     """One request through the node pool: (status, body bytes, response meta)."""
     target = path + (f"?{urlencode(params)}" if params else "")
     headers = {"content-type": content_type} if body is not None else None
-    response = client.transport.perform_request(method, target, body=body, headers=headers)
+    # A short probe may go on to the next node after a timeout; other requests (a bulk
+    # still running on a slow node) are retried by their callers, with backoff.
+    extra = ({"request_timeout": min(timeout, client.timeout), "retry_on_timeout": True}
+             if timeout else {})
+    response = client.transport.perform_request(method, target, body=body, headers=headers,
+                                                **extra)
     return response.meta.status, response.body, response.meta
 
 
@@ -408,9 +417,9 @@ def _cause(exc: BaseException) -> str:
     return text.rsplit("): ", 1)[-1] if "): " in text else text
 
 
-def _ask(node, url: str) -> Answer:
+def _ask(node, url: str, timeout: float) -> Answer:
     try:
-        response = node.perform_request("GET", "/")
+        response = node.perform_request("GET", "/", request_timeout=timeout)
     except CONNECTION_ERRORS as exc:
         return Answer(url, error=f"{type(exc).__name__}: {_cause(exc)}",
                       tls=isinstance(exc, elastic_transport.TlsError))
@@ -425,7 +434,9 @@ def check_nodes(es: ElasticsearchSettings) -> Engine:
     client = Client(es)
     try:
         nodes = {node.config: node for node in client.transport.node_pool.all()}
-        answers = [_ask(nodes[config], url) for url, config in zip(client.hosts, client.nodes)]
+        timeout = min(PROBE_TIMEOUT_S, es.request_timeout)
+        answers = [_ask(nodes[config], url, timeout)
+                   for url, config in zip(client.hosts, client.nodes)]
     finally:
         client.close()
     engine, warnings = judge(answers, credential_names(es))
