@@ -3,12 +3,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# CI and the local servers use Elasticsearch 7.10.2, so the 7.17 client; users of
-# ES 8/9 install the matching client instead (see README).
+# The tests' own client for assertions on the default engine (Elasticsearch 7.10.2).
+# hbase2es itself talks to every engine through elastic-transport and does not care which
+# elasticsearch-py is installed; the sink tests (tests/test_sinks.py) use its engine layer.
 ES_CLIENT ?= elasticsearch>=7.17,<7.18
 PYTEST_ARGS ?=
 
-.PHONY: help venv servers servers-all servers-down test unit demo bench clean
+.PHONY: help venv servers servers-all servers-down test sinks unit demo bench clean
 
 help:
 	@echo "make demo          start local servers, load a sample table, export it"
@@ -16,6 +17,7 @@ help:
 	@echo "make servers       start (or reuse) local HBase + Elasticsearch"
 	@echo "make servers-all   the same plus Elasticsearch 8 and 9, OpenSearch 2 and 3"
 	@echo "make servers-down  stop the servers 'make servers' or 'make servers-all' started"
+	@echo "make sinks         the sink contract tests on every engine (starts them as needed)"
 	@echo "make bench         benchmark against the local servers (BENCH_SCALE=0.1 for a quick run)"
 
 $(VENV)/.installed: pyproject.toml
@@ -40,11 +42,18 @@ servers-down: venv
 # Starts the servers (HBase and every engine, for the sink tests) unless they already run,
 # and stops them only when it started them all; engines it added beside servers that were
 # already running are left running with them.
+# The sink tests (-m sink) run in the same session on every engine .devservers/env names.
 test: venv
 	@state=$$($(PY) tools/devservers.py up --all) || exit 1; \
 	trap '[ "$$state" = started ] && $(PY) tools/devservers.py down' EXIT; \
 	set -a; . .devservers/env; set +a; \
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The sink contract alone, on every engine: adds the engines beside running servers
+# (those are left running for the next run; `make servers-down` stops them all).
+sinks: servers-all
+	@set -a; . .devservers/env; set +a; \
+	$(PY) -m pytest -m sink $(PYTEST_ARGS)
 
 unit: venv
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)

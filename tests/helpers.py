@@ -86,6 +86,24 @@ def es_client(url: str, timeout: float = 60, **kwargs):
     return Elasticsearch([url], **{keyword: timeout}, **kwargs)
 
 
+# --------------------------------------------------------------------------- engines
+
+# The engines `make servers-all` runs, as the keys of HBASE2ES_TEST_ES_<KEY>.
+ENGINE_KEYS = ("ES7", "ES8", "ES9", "OS2", "OS3")
+
+
+def engine_url(key: str) -> str:
+    """The address of one engine from the environment or .devservers/env; a skip when it
+    is not there (a failure under HBASE2ES_REQUIRE_SERVERS=1 or CI=true)."""
+    import devservers  # tools/, put on the path by conftest
+
+    name = f"HBASE2ES_TEST_ES_{key}"
+    url = os.environ.get(name) or devservers.read_env().get(name)
+    if not url:
+        require_or_skip(f"no {name}: run `make servers-all` or set it to http://host:port")
+    return url.rstrip("/")
+
+
 # --------------------------------------------------------------------------- the CLI
 
 

@@ -146,9 +146,8 @@ def test_errors_that_reach_the_top_are_classified_by_what_failed():
     assert code == ExitCode.USAGE and "/x/r.json" in message
     assert _classify(PermissionError(13, "Permission denied", "/r.json"))[0] == ExitCode.USAGE
     assert _classify(ConnectionRefusedError(111, "Connection refused"))[0] == ExitCode.UNAVAILABLE
-    if es_compat.MAJOR < 8:
-        refused = es_compat.CONNECTION_ERRORS[0]("N/A", "refused", OSError("refused"))
-        assert _classify(refused)[0] == ExitCode.UNAVAILABLE
+    refused = es_compat.CONNECTION_ERRORS[0]("refused")
+    assert _classify(refused)[0] == ExitCode.UNAVAILABLE
     code, message = _classify(RuntimeError("boom"))
     assert code == ExitCode.FAILED and "RuntimeError: boom" in message
 

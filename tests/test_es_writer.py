@@ -69,19 +69,13 @@ def _writer(send, *, max_docs=100, max_bytes=10**6, retry_seconds=5.0, failures=
 
 
 def _connection_error():
-    if es_compat.MAJOR >= 8:
-        return es_compat.CONNECTION_ERRORS[0]("connection refused")
-    return es_compat.CONNECTION_ERRORS[0]("N/A", "connection refused", OSError("refused"))
+    """What the transport raises for a refused connection (the cause rides in errors)."""
+    return es_compat.CONNECTION_ERRORS[0]("refused",
+                                          errors=(ConnectionRefusedError("connection refused"),))
 
 
 def _api_error(status: int):
-    if es_compat.MAJOR >= 8:
-        from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
-
-        meta = ApiResponseMeta(status=status, http_version="1.1", headers=HttpHeaders(),
-                               duration=0.0, node=NodeConfig("http", "localhost", 9200))
-        return es_compat.API_ERRORS[0](f"HTTP {status}", meta=meta, body={})
-    return es_compat.API_ERRORS[0](status, f"HTTP {status}", {})
+    return es_compat.EngineError(status, {})
 
 
 # --------------------------------------------------------------------------- unit

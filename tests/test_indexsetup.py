@@ -40,7 +40,8 @@ MAPPED = """
 
 
 def _settings(es, name: str) -> dict:
-    return es_compat.get_settings(es, name)[name]
+    """The index's own settings in flat form, read with the test's own client."""
+    return es.indices.get_settings(index=name, flat_settings=True)[name]["settings"]
 
 
 def _indexing_ops(es, name: str) -> int:

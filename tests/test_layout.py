@@ -20,11 +20,16 @@ MAX_FUNCTION_LINES = 60
 PURE = ("hbase2es.timewindow", "hbase2es.timesource", "hbase2es.timecodec", "hbase2es.mapping",
         "hbase2es.indexname", "hbase2es.search.chunking", "hbase2es.backoff", "hbase2es.decoders",
         "hbase2es.run.pieces", "hbase2es.errors", "hbase2es.infer", "hbase2es.inferwindow",
-        "hbase2es.jobfile", "hbase2es.mappingconfig", "hbase2es.run.throttle", "hbase2es.deletes")
+        "hbase2es.jobfile", "hbase2es.mappingconfig", "hbase2es.run.throttle", "hbase2es.deletes",
+        "hbase2es.search.product")
 IO_PACKAGES = ("hbase2es.hbase", "hbase2es.search.engine", "hbase2es.search.writer",
                "hbase2es.search.indexsetup", "hbase2es.search.deadletter", "hbase2es.run.export",
                "hbase2es.run.ledger", "hbase2es.run.executors", "hbase2es.run.spark")
-THIRD_PARTY_IO = ("happybase", "thriftpy2", "elasticsearch", "pyspark", "sqlite3", "socket")
+THIRD_PARTY_IO = ("happybase", "thriftpy2", "elasticsearch", "elastic_transport", "pyspark",
+                  "sqlite3", "socket")
+# The one module that talks HTTP to the search engine (its docstring says why this way).
+ENGINE_LIBRARIES = ("elasticsearch", "elastic_transport")
+ENGINE_MODULE = "hbase2es.search.engine"
 
 
 def _module_name(path: Path) -> str:
@@ -142,6 +147,25 @@ def test_pure_modules_reach_no_io(module):
     io = sorted(m for m in reached
                 if m.startswith(IO_PACKAGES) or m.split(".")[0] in THIRD_PARTY_IO)
     assert not io, f"{module} reaches I/O modules: {io}"
+
+
+def _all_imports(path: Path) -> set[str]:
+    """Every module an ``import`` anywhere in the file names (functions included)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module)
+    return out
+
+
+def test_only_the_engine_module_imports_a_search_client_library():
+    users = sorted(name for name, path in _modules().items()
+                   if name != ENGINE_MODULE
+                   and any(m.split(".")[0] in ENGINE_LIBRARIES for m in _all_imports(path)))
+    assert not users, f"these modules talk to the engine past search/engine.py: {users}"
+    assert "elastic_transport" in _all_imports(_modules()[ENGINE_MODULE])
 
 
 def _says_why(lines: list[str]) -> bool:

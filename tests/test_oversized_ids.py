@@ -164,13 +164,7 @@ def test_real_bulk_refused_as_too_large_is_split_and_every_document_lands(server
 
 
 def _api_error(status: int):
-    if engine.MAJOR >= 8:
-        from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
-
-        meta = ApiResponseMeta(status=status, http_version="1.1", headers=HttpHeaders(),
-                               duration=0.0, node=NodeConfig("http", "localhost", 9200))
-        return engine.API_ERRORS[0](f"HTTP {status}", meta=meta, body={})
-    return engine.API_ERRORS[0](status, f"HTTP {status}", {})
+    return engine.EngineError(status, {})
 
 
 def _load(table) -> None:

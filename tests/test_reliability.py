@@ -634,7 +634,11 @@ dead_letter = "{dead}"
     assert (result.rows, result.indexed, result.failed) == (good + 1, good, 1)
     es.indices.refresh(index=index)
     assert count_docs(es, index) == good
-    found = es_compat.mget(es, index, sorted(reject))["docs"]
+    checker = es_compat.make_client(settings.elasticsearch)
+    try:
+        found = es_compat.mget(checker, index, sorted(reject))["docs"]
+    finally:
+        checker.close()
     assert all(d["found"] for d in found)
     check_dead_letter(dead, bad_key)
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError, UnavailableError
+import logging
+
+from ..errors import ConfigError
 from ..hbase import open_reader
 from ..hbase.rowcheck import has_family
 from ..search import engine
+from ..search.product import Engine
 from ..settings import Settings
 
+log = logging.getLogger(__name__)
 
-def preflight(settings: Settings) -> None:
-    """Open the table once and ask Elasticsearch who it is; raise UnavailableError if not.
+
+def preflight(settings: Settings) -> Engine:
+    """Open the table once and ask every Elasticsearch node who it is; raise
+    UnavailableError (exit 3) naming what is missing or what answered instead of a
+    supported engine. Nodes that do not answer while another does get a warning.
 
     A ``[mapping] delete_when`` column in a family the table does not have is exit 2: no
     row could ever match it, so every soft-deleted row would stay in the index.
@@ -24,16 +31,6 @@ def preflight(settings: Settings) -> None:
                               f"{rule.column.decode(errors='replace')!r})")
     finally:
         reader.close()
-    client = engine.make_client(settings.elasticsearch)
-    try:
-        engine.info(client)
-    except engine.CONNECTION_ERRORS as exc:
-        hosts = ", ".join(settings.elasticsearch.hosts)
-        raise UnavailableError(f"cannot reach Elasticsearch at {hosts}: "
-                               f"{type(exc).__name__}") from None
-    except engine.API_ERRORS as exc:
-        status = engine.status_of(exc)
-        raise UnavailableError(f"Elasticsearch refused the connection check (HTTP {status}): "
-                               "check the credentials named in [elasticsearch]") from None
-    finally:
-        client.close()
+    found = engine.check_nodes(settings.elasticsearch)
+    log.info("search engine: %s, cluster %r", found.label, found.cluster_name)
+    return found

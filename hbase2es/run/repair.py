@@ -34,8 +34,8 @@ from ..search.writer import BulkWriter, Rejection
 from ..settings import ElasticsearchSettings
 from ..timewindow import Slice
 
-if TYPE_CHECKING:  # only the engine module talks to the client itself
-    from elasticsearch import Elasticsearch
+if TYPE_CHECKING:  # only the engine module talks to the engine itself
+    from ..search.engine import Client
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class RepairCounts:
 class Repairer:
     """The repairs of one slice's check, sent through the export's bulk writer."""
 
-    def __init__(self, client: Elasticsearch, es: ElasticsearchSettings, slice_: Slice,
+    def __init__(self, client: Client, es: ElasticsearchSettings, slice_: Slice,
                  dead_letters: DeadLetterFile | None):
         self.slice = slice_
         self.dead_letters = dead_letters

@@ -42,7 +42,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import orjson
-from elasticsearch import Elasticsearch
 
 from ..backoff import Backoff
 from ..errors import UnavailableError
@@ -83,7 +82,7 @@ def older_copies(copies: list[Copy]) -> list[tuple[Copy, int]]:
     return [(copy, newest[copy.id].version) for copy in copies if copy != newest[copy.id]]
 
 
-def find_copies(client: Elasticsearch, template: IndexTemplate, ids: list[str]) -> list[Copy]:
+def find_copies(client: engine.Client, template: IndexTemplate, ids: list[str]) -> list[Copy]:
     """Every copy of these ids in the indices the template produces (visible to search)."""
     if not ids:
         return []
@@ -110,7 +109,7 @@ def _written(item: bytes) -> tuple[str, str]:
 class CopyRemover:
     """Deletes the older copies of what each bulk wrote; counts what it did."""
 
-    def __init__(self, client: Elasticsearch, template: IndexTemplate,
+    def __init__(self, client: engine.Client, template: IndexTemplate,
                  retry_seconds: float = 300.0):
         self.client = client
         self.template = template

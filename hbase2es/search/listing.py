@@ -21,7 +21,6 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from elasticsearch import Elasticsearch
 
 from ..timewindow import format_time
 from . import engine
@@ -61,19 +60,19 @@ def _request(query: dict, size: int) -> dict:
             "seq_no_primary_term": True}
 
 
-def walks_with_point_in_time(client: Elasticsearch) -> bool:
+def walks_with_point_in_time(client: engine.Client) -> bool:
     """Whether the engine offers a point-in-time with ``_shard_doc`` (Elasticsearch 7.12+)."""
-    version = engine.info(client).get("version", {})
-    if version.get("distribution") == "opensearch":
+    found = client.engine
+    if found.is_opensearch:
         return False
     try:
-        major, minor = (int(x) for x in str(version.get("number", "0.0")).split(".")[:2])
+        major, minor = (int(x) for x in found.version.split(".")[:2])
     except ValueError:
         return False
     return (major, minor) >= (7, 12)
 
 
-def document_pages(client: Elasticsearch, names: list[str], query: dict, *,
+def document_pages(client: engine.Client, names: list[str], query: dict, *,
                    page_size: int = PAGE_SIZE, point_in_time: bool = False
                    ) -> Iterator[list[Listed]]:
     """Every document of the indices ``names`` that ``query`` selects, a page at a time.
@@ -89,7 +88,7 @@ def document_pages(client: Elasticsearch, names: list[str], query: dict, *,
         yield from _scroll_pages(client, index, query, page_size)
 
 
-def _pit_pages(client: Elasticsearch, pit: str, query: dict, page_size: int
+def _pit_pages(client: engine.Client, pit: str, query: dict, page_size: int
                ) -> Iterator[list[Listed]]:
     request = _request(query, page_size)
     request["sort"] = [{"_shard_doc": "asc"}]
@@ -107,7 +106,7 @@ def _pit_pages(client: Elasticsearch, pit: str, query: dict, page_size: int
         engine.close_point_in_time(client, pit)
 
 
-def _scroll_pages(client: Elasticsearch, index: str, query: dict, page_size: int
+def _scroll_pages(client: engine.Client, index: str, query: dict, page_size: int
                   ) -> Iterator[list[Listed]]:
     request = _request(query, page_size)
     request["sort"] = ["_doc"]
@@ -126,7 +125,7 @@ def _scroll_pages(client: Elasticsearch, index: str, query: dict, page_size: int
             engine.clear_scroll(client, scroll_id)
 
 
-def random_documents(client: Elasticsearch, names: list[str], query: dict, count: int,
+def random_documents(client: engine.Client, names: list[str], query: dict, count: int,
                      rng: random.Random | None = None) -> list[Listed]:
     """Up to ``count`` documents (at most MAX_SAMPLE) that ``query`` selects, drawn at
     random: a fresh seed each call, so two runs check different documents."""

@@ -25,8 +25,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from elasticsearch import Elasticsearch
-
 from ..backoff import Backoff
 from ..errors import UnavailableError
 from . import engine
@@ -66,7 +64,7 @@ class Rejection:
 class BulkWriter:
     """Buffers NDJSON items and sends them in bulk requests bounded by count and bytes."""
 
-    def __init__(self, client: Elasticsearch, *, max_docs: int, max_bytes: int,
+    def __init__(self, client: engine.Client, *, max_docs: int, max_bytes: int,
                  retry_seconds: float = 300.0,
                  on_failure: Callable[[Rejection], None] | None = None,
                  on_settled: Callable[[object], None] | None = None,
