@@ -21,13 +21,16 @@ from typing import Any
 from .errors import ConfigError
 from .indexname import IndexTemplate
 from .mapping import Mapping
+from .hbaseconfig import check_hbase
 from .mappingconfig import read_mapping
 from .timesource import SALT_FORMATS, TimeSourceError, time_source
 from .timewindow import MAX_SLICES, TimeError, parse_duration, parse_time, parse_tz
 
 DEFAULT_HBASE_PORT = 9090
 DEFAULT_ES_URL = "http://127.0.0.1:9200"
-TRANSPORTS = ("buffered", "framed")
+TRANSPORTS = ("buffered", "framed", "http")
+HBASE_AUTHS = ("none", "kerberos")
+QOPS = ("auth", "auth-int", "auth-conf")  # SASL: authentication only, + integrity, + privacy
 PROTOCOLS = ("binary", "compact")
 HBASE_APIS = ("thrift1", "thrift2")
 TIME_SOURCES = ("cell", "rowkey", "column")
@@ -53,6 +56,18 @@ class HBaseSettings:
     # What the server at host:port speaks: HBase's Thrift1 server (happybase) or its
     # Thrift2 server, which applies both bounds of a cell-time slice on the server.
     api: str = "thrift1"
+    # Secured servers. "kerberos": SASL GSSAPI on the socket, SPNEGO over HTTP.
+    auth: str = "none"
+    # The server's Kerberos service: a primary ("" = hbase on a socket, HTTP over HTTP,
+    # with [hbase] host or the url's host) or a whole principal ("hbase/node1@REALM").
+    principal: str = ""
+    qop: str = "auth-conf"  # the SASL layer; must be the server's hbase.thrift.security.qop
+    keytab: str | None = None  # without it: the ticket cache kinit filled (KRB5CCNAME)
+    client_principal: str | None = None  # default: the keytab's first / the cache's
+    url: str | None = None  # transport = "http": "https://host:port/"
+    ca_certs: str | None = None  # CA file for the HTTPS server's certificate
+    verify_certs: bool = True
+    do_as: str | None = None  # HTTP only: act as this user (server's proxyuser rules)
 
 
 @dataclass(frozen=True)
@@ -180,6 +195,8 @@ CHOICES = {
     "hbase.transport": TRANSPORTS,
     "hbase.protocol": PROTOCOLS,
     "hbase.api": HBASE_APIS,
+    "hbase.auth": HBASE_AUTHS,
+    "hbase.qop": QOPS,
     "window.time_source": TIME_SOURCES,
     "window.rowkey.salt_format": SALT_FORMATS,
     "run.start_method": START_METHODS,
@@ -222,6 +239,7 @@ def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | 
     built = {name: SECTIONS[name](**values) for name, values in sections.items()}
     settings = Settings(mapping=read_mapping(raw.get("mapping", {}), origin), **built)
     _check_time_source(settings.window, origin)
+    check_hbase(settings.hbase)
     return _resolve(settings, now_ms, need_window)
 
 
