@@ -55,7 +55,7 @@ SERVICE_HOST = "localhost"  # the host part of the servers' principals and the c
 REALM = "HBASE2ES.TEST"
 CLIENT = "hbase2es"
 SHORT_CLIENT = "hbase2es-short"
-SHORT_LIFE_S = 30
+SHORT_LIFE_S = 20
 QOP = "auth-conf"
 TABLE = "hbase2es_secure_demo"
 ROWS = 1000
@@ -443,6 +443,7 @@ def start() -> dict[str, str]:
             "HBASE2ES_TEST_SHORT_PRINCIPAL": f"{SHORT_CLIENT}@{REALM}",
             "HBASE2ES_TEST_SHORT_LIFE_S": str(SHORT_LIFE_S),
             "HBASE2ES_TEST_KDC": f"{HOST}:{kdc_port}",
+            "HBASE2ES_TEST_SECURE_LOGS": str(SECURE),
         }
         wait_for_hbase(env, hbase["procs"])
         load_demo(env)
