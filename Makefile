@@ -8,17 +8,25 @@ PY := $(VENV)/bin/python
 ES_CLIENT ?= elasticsearch>=7.17,<7.18
 PYTEST_ARGS ?=
 
-.PHONY: help venv servers servers-all servers-down test unit demo bench clean
+.PHONY: help venv kerberos-packages servers servers-all servers-secure servers-down test unit demo \
+	bench clean
 
 help:
 	@echo "make demo          start local servers, load a sample table, export it"
 	@echo "make test          unit + integration tests against real local servers"
 	@echo "make servers       start (or reuse) local HBase + Elasticsearch"
 	@echo "make servers-all   the same plus Elasticsearch 8 and 9, OpenSearch 2 and 3"
-	@echo "make servers-down  stop the servers 'make servers' or 'make servers-all' started"
+	@echo "make servers-secure a KDC and a Kerberos-secured HBase (SASL and HTTPS Thrift servers)"
+	@echo "make servers-down  stop the servers 'make servers', 'servers-all' or 'servers-secure' started"
 	@echo "make bench         benchmark against the local servers (BENCH_SCALE=0.1 for a quick run)"
 
+# MIT Kerberos first (apt-get as root, only what is missing): the test extra's gssapi builds
+# against its headers, and the secure servers run its KDC.
+kerberos-packages:
+	@bash tools/kerberos-packages.sh
+
 $(VENV)/.installed: pyproject.toml
+	@bash tools/kerberos-packages.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]' '$(ES_CLIENT)'
@@ -34,14 +42,23 @@ servers: venv
 servers-all: venv
 	$(PY) tools/devservers.py up --all
 
+# A second, Kerberos-secured HBase beside the plain one (tools/secureservers.py): its
+# addresses and the test realm's krb5.conf and keytab go to .devservers/secure.env.
+servers-secure: venv kerberos-packages
+	$(PY) tools/secureservers.py up
+
 servers-down: venv
 	$(PY) tools/devservers.py down
 
-# Starts the servers unless they already run, and stops only what it started.
-test: venv
+# Starts the servers (plain and secure) unless they already run, and stops only what it
+# started.
+test: venv kerberos-packages
 	@state=$$($(PY) tools/devservers.py up) || exit 1; \
-	trap '[ "$$state" = started ] && $(PY) tools/devservers.py down' EXIT; \
-	set -a; . .devservers/env; set +a; \
+	secure=$$($(PY) tools/secureservers.py up) || { [ "$$state" = started ] && \
+	  $(PY) tools/devservers.py down; exit 1; }; \
+	trap '[ "$$secure" = started ] && $(PY) tools/secureservers.py down; \
+	  [ "$$state" = started ] && $(PY) tools/devservers.py down' EXIT; \
+	set -a; . .devservers/env; . .devservers/secure.env; set +a; \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: venv

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))  # the checkout's own hbase2es drives the probes a
 sys.path.insert(0, str(TOOLS))
 
 import devservers  # noqa: E402  (its jars, JVM flags and process helpers)
-from devservers import StartError, alive, free_port, log, spawn  # noqa: E402
+from devservers import StartError, alive, free_port, spawn  # noqa: E402
 
 STATE_ROOT = Path(os.environ.get("HBASE2ES_SECURE_ROOT", ROOT / ".devservers"))
 SECURE = STATE_ROOT / "secure"
@@ -66,6 +66,10 @@ KERBEROS_BINARIES = ("/usr/sbin/krb5kdc", "/usr/sbin/kdb5_util", "/usr/sbin/kadm
 
 
 # ---------------------------------------------------------------------------- helpers
+
+def log(msg: str) -> None:
+    print(f"secureservers: {msg}", file=sys.stderr, flush=True)
+
 
 def run(argv: list[str], env: dict | None = None, what: str = "") -> str:
     proc = subprocess.run(argv, capture_output=True, text=True, env=env)
