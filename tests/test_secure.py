@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from helpers import clean_env, count_docs, require_or_skip, write_config
+from helpers import clean_env, count_docs, free_port, require_or_skip, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.secure]
 
@@ -280,7 +280,19 @@ def test_a_wrong_service_principal(secure, servers, index, tmp_path, ccache):
 def test_a_client_principal_the_keytab_does_not_hold(secure, servers, index, tmp_path, ccache):
     hbase = sasl_hbase(secure, keytab=secure["HBASE2ES_TEST_KEYTAB"], client_principal="mallory")
     result = _export(secure, servers, index, tmp_path, ccache, hbase)
-    one_error_line(result, 3, "holds no key for mallory", "[hbase] client_principal")
+    one_error_line(result, 3, "holds no key for mallory", "[hbase] client_principal",
+                   f"it holds {secure['HBASE2ES_TEST_CLIENT_PRINCIPAL']}")
+
+
+@pytest.mark.timeout(120)
+def test_a_kdc_that_does_not_answer(secure, servers, index, tmp_path, ccache):
+    conf = tmp_path / "krb5.conf"
+    kdc = secure["HBASE2ES_TEST_KDC"]
+    conf.write_text(Path(secure["HBASE2ES_TEST_KRB5_CONFIG"]).read_text().replace(
+        kdc, f"127.0.0.1:{free_port()}"))
+    result = _export({**secure, "HBASE2ES_TEST_KRB5_CONFIG": str(conf)}, servers, index,
+                     tmp_path, ccache, sasl_hbase(secure, **from_keytab(secure)))
+    one_error_line(result, 3, "cannot reach the KDC", str(conf))
 
 
 @pytest.mark.timeout(120)

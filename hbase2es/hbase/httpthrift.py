@@ -29,14 +29,20 @@ SPNEGO = "1.3.6.1.5.5.2"
 # server that closed it meanwhile would fail a call that must not be sent twice.
 IDLE_REUSE_S = 5.0
 RETRY_STATUSES = (502, 503, 504)  # a proxy or a restarting server: the scan may reopen
+_warned_unverified = False
 
 
 def tls_context(ca_certs: str | None, verify: bool) -> ssl.SSLContext:
     """Verified TLS (the system's CAs, or ``ca_certs``); ``verify=False`` only on request."""
+    global _warned_unverified
     context = ssl.create_default_context(cafile=ca_certs)
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        if not _warned_unverified:
+            log.warning("[hbase] verify_certs = false: the Thrift server's TLS certificate is "
+                        "not checked, so anyone on the path can read the data")
+            _warned_unverified = True
     return context
 
 
