@@ -207,6 +207,19 @@ def test_the_thrift2_reader_authenticates_too(secure, servers, es, index, tmp_pa
              index)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_spark_executors_log_in_from_the_keytab(secure, servers, es, index, tmp_path, ccache):
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        require_or_skip("pyspark is not installed: pip install -e '.[test]'")
+    config = job(tmp_path, servers, index, sasl_hbase(secure, **from_keytab(secure)))
+    result = hbase2es(secure, ["export", "--config", config, "--quiet", "--executor", "spark",
+                               "--spark-master", "local[2]"], ccache=ccache, timeout=360)
+    exported(result, es, index)
+
+
 @pytest.mark.timeout(300)
 def test_export_through_https_and_spnego_with_the_generated_ca(secure, servers, es, index,
                                                                tmp_path, ccache):
