@@ -47,8 +47,11 @@ servers-all: venv
 servers-secure: venv kerberos-packages
 	$(PY) tools/secureservers.py up
 
+# Both sets, each by the PIDs it recorded. (Not a hook inside devservers.py down: `make
+# test` stops the plain set it started without touching a secure set it only reused.)
 servers-down: venv
 	$(PY) tools/devservers.py down
+	$(PY) tools/secureservers.py down
 
 # Starts the servers (plain and secure) unless they already run, and stops only what it
 # started.

@@ -766,13 +766,6 @@ def down(quiet: bool = False) -> None:
         path.unlink(missing_ok=True)
 
 
-def down_secure() -> None:
-    """`down` also stops the secured HBase of tools/secureservers.py (by its own PIDs)."""
-    import secureservers  # late: it imports this module
-
-    secureservers.down()
-
-
 def status(all_engines: bool) -> int:
     env = running_env()
     if env and all_engines and missing_engines(env):
@@ -801,7 +794,6 @@ def main(argv: list[str]) -> int:
             print(ensure_state(all_engines)[1])
         elif cmd == "down":
             down()
-            down_secure()
         else:
             return status(all_engines)
     except StartError as exc:
