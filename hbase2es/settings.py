@@ -23,13 +23,16 @@ from .deletes import DeleteRule
 from .errors import ConfigError
 from .indexname import IndexTemplate
 from .mapping import Mapping
+from .hbaseconfig import check_hbase
 from .mappingconfig import read_delete_when, read_mapping
 from .timesource import SALT_FORMATS, TimeSourceError, time_source
 from .timewindow import MAX_SLICES, TimeError, parse_duration, parse_time, parse_tz
 
 DEFAULT_HBASE_PORT = 9090
 DEFAULT_ES_URL = "http://127.0.0.1:9200"
-TRANSPORTS = ("buffered", "framed")
+TRANSPORTS = ("buffered", "framed", "http")
+HBASE_AUTHS = ("none", "kerberos")
+QOPS = ("auth", "auth-int", "auth-conf")  # SASL: authentication only, + integrity, + privacy
 PROTOCOLS = ("binary", "compact")
 HBASE_APIS = ("thrift1", "thrift2")
 TIME_SOURCES = ("cell", "rowkey", "column")
@@ -60,6 +63,18 @@ class HBaseSettings:
     # Rows per second all readers of the run may take from the scans together (None: no
     # limit), in case the region servers are the fragile side.
     max_rows_per_second: float | None = None
+    # Secured servers. "kerberos": SASL GSSAPI on the socket, SPNEGO over HTTP.
+    auth: str = "none"
+    # The server's Kerberos service: a primary ("" = hbase on a socket, HTTP over HTTP,
+    # with [hbase] host or the url's host) or a whole principal ("hbase/node1@REALM").
+    principal: str = ""
+    qop: str = "auth-conf"  # the SASL layer; must be the server's hbase.thrift.security.qop
+    keytab: str | None = None  # without it: the ticket cache kinit filled (KRB5CCNAME)
+    client_principal: str | None = None  # default: the keytab's first / the cache's
+    url: str | None = None  # transport = "http": "https://host:port/"
+    ca_certs: str | None = None  # CA file for the HTTPS server's certificate
+    verify_certs: bool = True
+    do_as: str | None = None  # HTTP only: act as this user (server's proxyuser rules)
 
 
 @dataclass(frozen=True)
@@ -199,6 +214,8 @@ CHOICES = {
     "hbase.transport": TRANSPORTS,
     "hbase.protocol": PROTOCOLS,
     "hbase.api": HBASE_APIS,
+    "hbase.auth": HBASE_AUTHS,
+    "hbase.qop": QOPS,
     "window.time_source": TIME_SOURCES,
     "window.rowkey.salt_format": SALT_FORMATS,
     "run.start_method": START_METHODS,
@@ -246,6 +263,7 @@ def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | 
     settings = Settings(mapping=read_mapping(raw.get("mapping", {}), origin),
                         delete_when=read_delete_when(raw.get("mapping", {}), origin), **built)
     _check_time_source(settings.window, origin)
+    check_hbase(settings.hbase)
     return _resolve(settings, now_ms, need_window)
 
 

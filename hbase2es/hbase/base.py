@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,6 +23,9 @@ from thriftpy2.transport import TTransportException
 from ..backoff import Backoff
 from ..errors import UnavailableError
 from ..settings import HBaseSettings
+from .kerberos import AuthError
+from .sniff import HTTP, SASL, THRIFT, TLS, what_speaks
+from .transport import where as transport_where
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,7 @@ class ThriftReader:
 
     @property
     def where(self) -> str:
-        return f"{self.API} {self.settings.host}:{self.settings.port}"
+        return f"{self.API} {transport_where(self.settings)}"
 
     # ------------------------------------------------------------- subclass hooks
 
@@ -119,12 +123,38 @@ class ThriftReader:
     def _mismatch(self, exc: BaseException) -> UnavailableError:
         # A buffered client talking to a framed server (or binary to compact) waits for
         # an answer that never comes, reads garbage or sees the server hang up: the
-        # server never says which, so name both settings.
+        # server never says which, so name both settings. A secured or HTTP server
+        # does say what it speaks when asked (sniff), so that is asked first.
         s = self.settings
+        host, port = _socket_of(s)
+        other = self._speaks_other(what_speaks(host, port))
+        if other is not None:
+            return other
         return UnavailableError(
             f"{self.where} accepted the connection but did not answer in Thrift "
             f"{s.transport}/{s.protocol} ({describe(exc)}): check [hbase] transport and "
             f"protocol against the server's -f (framed) / -c (compact) flags")
+
+    def _speaks_other(self, speaks: str | None) -> UnavailableError | None:
+        """The error for a server that speaks SASL, plain Thrift or HTTP while we did not."""
+        s = self.settings
+        if s.transport == "http":
+            if speaks not in (SASL, THRIFT):
+                return None
+            host, port = _socket_of(s)
+            return UnavailableError(f"{self.where} is a {speaks} server on a socket, not HTTP: "
+                                    f"set [hbase] transport = \"buffered\" and host/port = "
+                                    f"{host}:{port}")
+        if speaks == SASL and s.auth != "kerberos":
+            return AuthError(f"{self.where} requires Kerberos (it answered with a SASL frame): "
+                             f"set [hbase] auth = \"kerberos\" and qop to the server's "
+                             f"hbase.thrift.security.qop")
+        if speaks in (HTTP, TLS):
+            scheme = "https" if speaks == TLS else "http"
+            return UnavailableError(f"{self.where} speaks {speaks}, not Thrift on a socket: set "
+                                    f"[hbase] transport = \"http\" and url = "
+                                    f"\"{scheme}://{s.host}:{s.port}/\"")
+        return None
 
     def _wrong_api(self, exc: BaseException) -> UnavailableError:
         """The server answered, but does not know our calls: it speaks the other API."""
@@ -204,6 +234,14 @@ class ThriftReader:
             self._close_scanner_call(scanner)
         except (TException, OSError, EOFError, AttributeError):
             pass  # an expired or lost scanner is already gone on the server
+
+
+def _socket_of(settings: HBaseSettings) -> tuple[str, int]:
+    """host and port of the server, also when it is named by an HTTP url."""
+    if settings.transport != "http":
+        return settings.host, settings.port
+    parts = urllib.parse.urlsplit(settings.url or "")
+    return parts.hostname or settings.host, parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def describe(exc: BaseException) -> str:

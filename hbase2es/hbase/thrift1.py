@@ -29,9 +29,7 @@ class Thrift1Reader(ThriftReader):
     SPEAKS, OTHER = "thrift1", "thrift2"
 
     def _new_connection(self, timeout_ms: int) -> happybase.Connection:
-        s = self.settings
-        return connect_thrift1(s.host, s.port, timeout_ms=timeout_ms, transport=s.transport,
-                               protocol=s.protocol)
+        return connect_thrift1(self.settings, timeout_ms=timeout_ms)
 
     def _check_table(self) -> None:
         """Probe with a short timeout: a transport/protocol mismatch shows up as silence."""

@@ -95,9 +95,7 @@ class Thrift2Reader(ThriftReader):
         super().__init__(settings)  # rows_read: whole rows fetched (step 2, or a plain scan)
 
     def _new_connection(self, timeout_ms: int) -> TClient:
-        s = self.settings
-        return connect_thrift2(s.host, s.port, timeout_ms=timeout_ms, transport=s.transport,
-                               protocol=s.protocol)
+        return connect_thrift2(self.settings, timeout_ms=timeout_ms)
 
     def _check_table(self) -> None:
         """Probe with a short timeout: a transport/protocol mismatch shows up as silence."""

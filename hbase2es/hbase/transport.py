@@ -1,8 +1,18 @@
 """The one place where a connection to an HBase Thrift server is made: socket, transport,
 protocol and client, for both Thrift APIs.
 
-Security (SASL, Thrift over HTTP) plugs in here: a reader asks for a client and never
-builds a socket itself.
+What ``[hbase]`` asks for is put together here, and only here:
+
+- ``transport = "buffered"`` / ``"framed"``: a plain socket;
+- ``auth = "kerberos"`` on a socket: SASL GSSAPI with the ``qop`` layer (``sasl``);
+  HBase refuses SASL over framed transport;
+- ``transport = "http"``: one POST per call to ``url`` (``httpthrift``), TLS verified
+  against ``ca_certs`` or the system's CAs, with Kerberos a SPNEGO token per request and
+  ``do_as`` as HBase's doAs header.
+
+Every reader, ``plan``, ``verify`` and every worker (spawned processes, Spark executors)
+connects through here, so all of them authenticate; each process keeps its own Kerberos
+login (``kerberos.login_for``), renewed from the keytab in time.
 
 Why the Thrift1 client is built here and handed to happybase: a scanner batch of 1000 rows
 is about a megabyte, and thriftpy2's buffered transport reads its default 4 KiB buffer with
@@ -15,6 +25,8 @@ the transport and client and give them to a ``happybase.Connection`` through its
 
 from __future__ import annotations
 
+import urllib.parse
+from dataclasses import replace
 from importlib import resources
 
 import happybase
@@ -22,6 +34,11 @@ import thriftpy2
 from thriftpy2.protocol import TBinaryProtocol, TCompactProtocol
 from thriftpy2.thrift import TClient
 from thriftpy2.transport import TBufferedTransport, TFramedTransport, TSocket
+
+from ..settings import HBaseSettings
+from .httpthrift import HttpTransport, Negotiator, tls_context
+from .kerberos import login_for, service_name
+from .sasl import SaslTransport
 
 READ_BUFFER_BYTES = 64 * 1024
 
@@ -39,28 +56,66 @@ hbase2 = thriftpy2.load(str(resources.files("hbase2es.hbase") / "hbase2.thrift")
 PROTOCOLS = {"binary": TBinaryProtocol, "compact": TCompactProtocol}
 
 
-def _socket_transport(host: str, port: int, timeout_ms: int, transport: str):
-    sock = TSocket(host=host, port=port, socket_timeout=timeout_ms, connect_timeout=timeout_ms)
-    if transport == "framed":
+def where(settings: HBaseSettings) -> str:
+    """The server as messages name it: ``host:port`` or the HTTP url."""
+    if settings.transport == "http":
+        return settings.url or ""
+    return f"{settings.host}:{settings.port}"
+
+
+def open_transport(settings: HBaseSettings, timeout_ms: int, label: str = "HBase Thrift server"):
+    """The transport to the configured server, not yet open."""
+    s = settings
+    shown = f"{label} {where(s)}"
+    if s.transport == "http":
+        negotiator = None
+        if s.auth == "kerberos":
+            host = urllib.parse.urlsplit(s.url or "").hostname or s.host
+            negotiator = Negotiator(_login(s), service_name(s.principal or "HTTP", host))
+        context = tls_context(s.ca_certs, s.verify_certs) if (s.url or "").startswith("https") \
+            else None
+        http = HttpTransport(s.url or "", timeout_ms=timeout_ms, context=context,
+                             negotiator=negotiator, do_as=s.do_as, where=shown)
+        return TBufferedTransport(http, buf_size=READ_BUFFER_BYTES)
+    sock = TSocket(host=s.host, port=s.port, socket_timeout=timeout_ms, connect_timeout=timeout_ms)
+    if s.transport == "framed":
         return TFramedTransport(sock)
+    if s.auth == "kerberos":
+        sock = SaslTransport(sock, login=_login(s), qop=s.qop, where=shown,
+                             service=service_name(s.principal or "hbase", s.host))
     return TBufferedTransport(sock, buf_size=READ_BUFFER_BYTES)
 
 
-def connect_thrift1(host: str, port: int, *, timeout_ms: int, transport: str = "buffered",
-                    protocol: str = "binary") -> happybase.Connection:
-    """An open happybase connection over our transport; raw Thrift/socket errors propagate."""
-    conn = happybase.Connection(host, port, timeout=timeout_ms, autoconnect=False,
-                                transport=transport, protocol=protocol)
-    conn.transport = _socket_transport(host, port, timeout_ms, transport)
+def _login(s: HBaseSettings):
+    return login_for(s.keytab, s.client_principal)
+
+
+def _settings(target, port, overrides) -> HBaseSettings:
+    """Settings from either HBaseSettings or the older ``host, port, transport=...`` form."""
+    if isinstance(target, HBaseSettings):
+        return replace(target, **overrides) if overrides else target
+    return HBaseSettings(host=target, port=port, **overrides)
+
+
+def connect_thrift1(target: HBaseSettings | str, port: int | None = None, *, timeout_ms: int,
+                    **overrides) -> happybase.Connection:
+    """An open happybase connection to the configured server; raw Thrift/socket errors
+    propagate, authentication failures are AuthError (exit 3)."""
+    s = _settings(target, port, overrides)
+    conn = happybase.Connection(s.host, s.port, timeout=timeout_ms, autoconnect=False,
+                                transport="buffered" if s.transport == "http" else s.transport,
+                                protocol=s.protocol)
+    conn.transport = open_transport(s, timeout_ms)
     conn.client = TClient(Hbase_thrift.Hbase,
-                          PROTOCOLS[protocol](conn.transport, decode_response=False))
+                          PROTOCOLS[s.protocol](conn.transport, decode_response=False))
     conn.open()
     return conn
 
 
-def connect_thrift2(host: str, port: int, *, timeout_ms: int, transport: str = "buffered",
-                    protocol: str = "binary") -> TClient:
-    """An open Thrift2 client (``close()`` closes its socket); raw errors propagate."""
-    trans = _socket_transport(host, port, timeout_ms, transport)
+def connect_thrift2(target: HBaseSettings | str, port: int | None = None, *, timeout_ms: int,
+                    **overrides) -> TClient:
+    """An open Thrift2 client (``close()`` closes its transport); raw errors propagate."""
+    s = _settings(target, port, overrides)
+    trans = open_transport(s, timeout_ms, "HBase Thrift2 server")
     trans.open()
-    return TClient(hbase2.THBaseService, PROTOCOLS[protocol](trans))
+    return TClient(hbase2.THBaseService, PROTOCOLS[s.protocol](trans))
