@@ -8,13 +8,14 @@ PY := $(VENV)/bin/python
 ES_CLIENT ?= elasticsearch>=7.17,<7.18
 PYTEST_ARGS ?=
 
-.PHONY: help venv servers servers-all servers-down test unit demo bench clean
+.PHONY: help venv servers servers-all servers-spark servers-down test unit demo bench clean
 
 help:
 	@echo "make demo          start local servers, load a sample table, export it"
 	@echo "make test          unit + integration tests against real local servers"
 	@echo "make servers       start (or reuse) local HBase + Elasticsearch"
 	@echo "make servers-all   the same plus Elasticsearch 8 and 9, OpenSearch 2 and 3"
+	@echo "make servers-spark make servers, plus a Spark standalone master and 2 workers"
 	@echo "make servers-down  stop the servers 'make servers' or 'make servers-all' started"
 	@echo "make bench         benchmark against the local servers (BENCH_SCALE=0.1 for a quick run)"
 
@@ -33,6 +34,12 @@ servers: venv
 # addresses go to .devservers/env as HBASE2ES_TEST_ES_ES7/_ES8/_ES9/_OS2/_OS3.
 servers-all: venv
 	$(PY) tools/devservers.py up --all
+
+# A Spark standalone master and 2 workers (1 core, 1 GB each) from pyspark's own jars, for
+# tests/test_spark_cluster.py; its URL goes to .devservers/env as HBASE2ES_TEST_SPARK_MASTER.
+# Without it those tests start the same cluster themselves and stop it afterwards.
+servers-spark: servers
+	$(PY) tools/devservers.py spark
 
 servers-down: venv
 	$(PY) tools/devservers.py down
