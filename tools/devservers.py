@@ -688,10 +688,10 @@ def spark_home() -> Path:
 
 def spark_daemon_env(base: Path, marker: Path) -> dict[str, str]:
     """The environment of a master or worker (and so of the executors a worker starts)."""
-    # hbase2es settings and secrets of the caller's shell must not reach the executors:
-    # what a run passes them (spark.executorEnv.*) is all they should have.
+    # hbase2es settings, secrets and PYTHONPATH of the caller's shell must not reach the
+    # executors: what a run passes them (spark.executorEnv.*) is all they should have.
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SPARK_", "PYSPARK_"))
+           if not k.startswith(("SPARK_", "PYSPARK_")) and k != "PYTHONPATH"
            and not (k.startswith("HBASE2ES_") and not k.startswith("HBASE2ES_TEST_"))}
     # The cmdline markers make ours() true; a worktree whose .devservers links to another
     # checkout's is marked with both paths, so either checkout's `down` stops them.
