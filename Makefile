@@ -9,14 +9,15 @@ PY := $(VENV)/bin/python
 ES_CLIENT ?= elasticsearch>=7.17,<7.18
 PYTEST_ARGS ?=
 
-.PHONY: help venv kerberos-packages servers servers-all servers-secure servers-down test sinks \
-	unit demo bench clean
+.PHONY: help venv kerberos-packages servers servers-all servers-secure servers-spark \
+	servers-down test sinks unit demo bench clean
 
 help:
 	@echo "make demo          start local servers, load a sample table, export it"
 	@echo "make test          unit + integration tests against real local servers"
 	@echo "make servers       start (or reuse) local HBase + Elasticsearch"
 	@echo "make servers-all   the same plus Elasticsearch 8 and 9, OpenSearch 2 and 3"
+	@echo "make servers-spark make servers, plus a Spark standalone master and 2 workers"
 	@echo "make servers-down  stop the servers 'make servers' or 'make servers-all' started"
 	@echo "make sinks         the sink contract tests on every engine (starts them as needed)"
 	@echo "make servers-secure a KDC and a Kerberos-secured HBase (SASL and HTTPS Thrift servers)"
@@ -43,6 +44,12 @@ servers: venv
 # addresses go to .devservers/env as HBASE2ES_TEST_ES_ES7/_ES8/_ES9/_OS2/_OS3.
 servers-all: venv
 	$(PY) tools/devservers.py up --all
+
+# A Spark standalone master and 2 workers (1 core, 1 GB each) from pyspark's own jars, for
+# tests/test_spark_cluster.py; its URL goes to .devservers/env as HBASE2ES_TEST_SPARK_MASTER.
+# Without it those tests start the same cluster themselves and stop it afterwards.
+servers-spark: servers
+	$(PY) tools/devservers.py spark
 
 # A second, Kerberos-secured HBase beside the plain one (tools/secureservers.py): its
 # addresses and the test realm's krb5.conf and keytab go to .devservers/secure.env.

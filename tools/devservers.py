@@ -14,7 +14,10 @@ and run as plain JVMs. State lives under .devservers/ in the repository:
 each of Elasticsearch 8 and 9 and OpenSearch 2 and 3 (see ENGINES), beside a running set or
 together with a new one. Nodes that already answer are reused.
 
-Usage: python tools/devservers.py up [--all] | down | status [--all]
+`spark` starts a Spark standalone master and 2 workers from pyspark's jars beside them
+(HBASE2ES_TEST_SPARK_MASTER in env); `spark-down` stops only that cluster, `down` all.
+
+Usage: python tools/devservers.py up [--all] | down | status [--all] | spark | spark-down
 """
 
 from __future__ import annotations
@@ -639,6 +642,248 @@ def write_env(env: dict[str, str]) -> None:
     ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
 
 
+# ---------------------------------------------------------------------------- Spark standalone
+
+# `spark` starts a Spark standalone master and SPARK_WORKERS workers on loopback from
+# pyspark's own jars (bin/spark-class), for tests/test_spark_cluster.py; its URL goes to
+# .devservers/env as SPARK_ENV. Each worker has 1 core, so 2 workers are 2 executors.
+SPARK_ENV = "HBASE2ES_TEST_SPARK_MASTER"
+SPARK_WORKERS = 2
+SPARK_WORKER_MEMORY = "1g"  # what executors may take; the tests ask 512m each
+SPARK_DAEMON_HEAP = "256m"  # master and workers only schedule and launch
+SPARK_PID_PREFIX = "spark-"  # their names in pids.json
+SPARK_JAVA = 17  # pyspark 4
+
+
+@dataclass
+class SparkCluster:
+    """A standalone master and its workers (names -> PIDs, as in pids.json)."""
+
+    master: str  # spark://127.0.0.1:PORT
+    ui: str  # the master's web UI: its /json/ says which workers are alive
+    base: Path  # logs, work and local dirs
+    pids: dict[str, int]
+    marker: Path  # in the daemons' command lines: which PIDs are still these daemons
+
+    def worker_pid(self, n: int) -> int:
+        return self.pids[f"{SPARK_PID_PREFIX}worker-{n}"]
+
+    def stop(self) -> None:
+        """Stop the daemons by PID, then whatever they launched (executors, Python workers)."""
+        stop_spark(self.pids, self.marker)
+
+
+def spark_home() -> Path:
+    """pyspark's package folder, which holds Spark's jars and bin/spark-class."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or spec.origin is None:
+        raise StartError("pyspark is not installed: pip install -e '.[test]'")
+    home = Path(spec.origin).parent
+    if not (home / "bin" / "spark-class").exists():
+        raise StartError(f"pyspark at {home} has no bin/spark-class")
+    return home
+
+
+def spark_daemon_env(base: Path, marker: Path) -> dict[str, str]:
+    """The environment of a master or worker (and so of the executors a worker starts)."""
+    # hbase2es settings, secrets and PYTHONPATH of the caller's shell must not reach the
+    # executors: what a run passes them (spark.executorEnv.*) is all they should have.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SPARK_", "PYSPARK_")) and k != "PYTHONPATH"
+           and not (k.startswith("HBASE2ES_") and not k.startswith("HBASE2ES_TEST_"))}
+    # The cmdline markers make ours() true; a worktree whose .devservers links to another
+    # checkout's is marked with both paths, so either checkout's `down` stops them.
+    markers = sorted({str(marker), str(marker.resolve())})
+    env.update({
+        "SPARK_HOME": str(spark_home()),
+        "JAVA_HOME": str(java_home_for(SPARK_JAVA)),
+        "SPARK_CONF_DIR": str(base / "conf"),  # empty: no spark-env.sh or defaults of the host
+        "SPARK_LOG_DIR": str(base / "logs"),
+        "SPARK_LOCAL_IP": HOST,
+        "SPARK_DAEMON_MEMORY": SPARK_DAEMON_HEAP,
+        "SPARK_DAEMON_JAVA_OPTS": " ".join(
+            f"-Dhbase2es.devservers{'' if i == 0 else '.link'}={m}" for i, m in enumerate(markers)),
+        # The REST submission server would take the fixed port 6066.
+        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
+    })
+    return env
+
+
+def spark_state(ui: str) -> dict:
+    with urllib.request.urlopen(ui + "/json/", timeout=10) as resp:
+        return json.load(resp)
+
+
+def spark_answers(master: str, ui: str, workers: int = SPARK_WORKERS) -> bool:
+    """True when the master at ``ui`` is ALIVE, is ``master`` and has ``workers`` alive."""
+    state = spark_state(ui)
+    return (state.get("status") == "ALIVE" and state.get("url") == master
+            and int(state.get("aliveworkers", 0)) >= workers)
+
+
+def _spawn_spark(name: str, argv: list[str], logfile: Path, env: dict[str, str]
+                 ) -> subprocess.Popen:
+    """spark-class execs the JVM, so the PID is the daemon's; its own session, so that
+    `make` returning does not end it and its executors can be found by session id."""
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(logfile, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                cwd=logfile.parent, env=env)
+    log(f"started {name} (pid {proc.pid}), log {logfile}")
+    return proc
+
+
+def launch_spark(base: Path, workers: int = SPARK_WORKERS, marker: Path | None = None
+                 ) -> SparkCluster:
+    """Start a master and ``workers`` workers under ``base`` (fresh) and wait for them.
+
+    The shared cluster lives under STATE/spark; a test that kills a worker starts a
+    PRIVATE one under its tmp_path. On a failure every daemon started is stopped.
+    """
+    shutil.rmtree(base, ignore_errors=True)
+    (base / "conf").mkdir(parents=True)
+    env = spark_daemon_env(base, marker or base)
+    spark_class = str(spark_home() / "bin" / "spark-class")
+    port, ui_port = free_port(), free_port()
+    master, ui = f"spark://{HOST}:{port}", f"http://{HOST}:{ui_port}"
+    pids: dict[str, int] = {}
+    cluster = SparkCluster(master, ui, base, pids, marker or base)
+    try:
+        log_master = base / "master.log"
+        proc = _spawn_spark("Spark master", [
+            spark_class, "org.apache.spark.deploy.master.Master", "--host", HOST,
+            "--port", str(port), "--webui-port", str(ui_port)], log_master, env)
+        pids[f"{SPARK_PID_PREFIX}master"] = proc.pid
+        wait_until("Spark master", lambda: spark_answers(master, ui, 0), proc, log_master)
+        procs = []
+        for n in range(1, workers + 1):
+            folder = base / f"worker-{n}"
+            (folder / "local").mkdir(parents=True)
+            procs.append(_spawn_spark(f"Spark worker {n}", [
+                spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", HOST,
+                "--cores", "1", "--memory", SPARK_WORKER_MEMORY, "--webui-port", "0",
+                "--work-dir", str(folder / "work")], folder / "worker.log",
+                {**env, "SPARK_LOCAL_DIRS": str(folder / "local")}))
+            pids[f"{SPARK_PID_PREFIX}worker-{n}"] = procs[-1].pid
+        for n, worker in enumerate(procs, 1):
+            wait_until(f"Spark worker {n}", lambda: spark_answers(master, ui, workers), worker,
+                       base / f"worker-{n}" / "worker.log")
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def session_members(sessions: set[int]) -> list[int]:
+    """Live processes of these sessions that run Spark code: a worker's executors and
+    their Python workers, also once the worker itself is gone."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) in sessions and b"pyspark" in cmd and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def marked(pid: int, marker: Path) -> bool:
+    """True when ``pid`` is alive and its command line names ``marker``."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(marker).encode() in cmd and alive(pid)
+
+
+def stop_spark(pids: dict[str, int], marker: Path) -> None:
+    """SIGTERM the Spark daemons that are still ours (a worker stops its executors),
+    SIGKILL what outlives STOP_TIMEOUT_S, then what is left in their sessions: the
+    executors of a worker that was killed."""
+    sessions = set(pids.values())  # each daemon leads its own session (_spawn_spark)
+    mine = {name: pid for name, pid in pids.items() if marked(pid, marker)}
+    for pid in mine.values():
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while any(alive(p) for p in mine.values()) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    for name, pid in mine.items():
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        log(f"stopped {name} (pid {pid})")
+    for pid in session_members(sessions):
+        os.kill(pid, signal.SIGKILL)
+
+
+def shared_spark() -> SparkCluster | None:
+    """The cluster `spark` started, from .devservers (None when none is recorded)."""
+    try:
+        state = json.loads((STATE / "spark" / "cluster.json").read_text())
+        pids = json.loads(PIDS_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+    mine = {k: v for k, v in pids.items() if k.startswith(SPARK_PID_PREFIX)}
+    return SparkCluster(state["master"], state["ui"], STATE / "spark", mine, STATE)
+
+
+def ensure_spark() -> tuple[str, str]:
+    """The shared cluster's master URL, and "started" or "reused" (only a caller that
+    started it stops it: down_spark)."""
+    cluster = shared_spark()
+    url = read_env().get(SPARK_ENV)
+    try:
+        if cluster and url == cluster.master and spark_answers(cluster.master, cluster.ui) \
+                and all(ours(pid) for pid in cluster.pids.values()) and cluster.pids:
+            log(f"reusing Spark master {url}")
+            return url, "reused"
+    except Exception:  # noqa: BLE001 - not answering: start afresh
+        pass
+    down_spark(quiet=True)  # a half-alive earlier cluster must not linger
+    started = time.monotonic()
+    STATE.mkdir(parents=True, exist_ok=True)
+    cluster = launch_spark(STATE / "spark", marker=STATE)
+    (cluster.base / "cluster.json").write_text(json.dumps({"master": cluster.master,
+                                                           "ui": cluster.ui}))
+    _record_spark(cluster.pids, cluster.master)
+    log(f"Spark master {cluster.master} with {SPARK_WORKERS} workers up in "
+        f"{time.monotonic() - started:.0f}s")
+    return cluster.master, "started"
+
+
+def _record_spark(pids: dict[str, int], master: str | None) -> None:
+    """Put the cluster's PIDs and env line in (or, with no master, take them out of)
+    pids.json and env, keeping every other server's lines."""
+    recorded = json.loads(PIDS_FILE.read_text()) if PIDS_FILE.exists() else {}
+    recorded = {k: v for k, v in recorded.items() if not k.startswith(SPARK_PID_PREFIX)}
+    recorded.update(pids)
+    if recorded or PIDS_FILE.exists():
+        PIDS_FILE.write_text(json.dumps(recorded))
+    env = {k: v for k, v in read_env().items() if k != SPARK_ENV}
+    if master:
+        env[SPARK_ENV] = master
+    if env or ENV_FILE.exists():
+        write_env(env)
+
+
+def down_spark(quiet: bool = False) -> None:
+    """Stop the shared cluster only (other servers keep running) and drop its env line."""
+    cluster = shared_spark()
+    if cluster is None or not cluster.pids:
+        if not quiet:
+            log("no Spark cluster to stop")
+    else:
+        cluster.stop()
+    _record_spark({}, None)
+
+
 # ---------------------------------------------------------------------------- commands
 
 def add_thrift2() -> dict[str, str] | None:
@@ -780,9 +1025,25 @@ def status(all_engines: bool) -> int:
     return 0
 
 
+def spark_command(cmd: str) -> int:
+    """`spark`: start (or reuse) the shared Spark cluster, printing started/reused;
+    `spark-down`: stop it, leaving the other servers running."""
+    try:
+        if cmd == "spark":
+            print(ensure_spark()[1])
+        else:
+            down_spark()
+    except StartError as exc:
+        log(str(exc))
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else "up"
     flags = argv[2:]
+    if cmd in ("spark", "spark-down") and not flags:
+        return spark_command(cmd)
     if cmd not in ("up", "down", "status") or flags not in ([], ["--all"]) or (
             cmd == "down" and flags):
         print(__doc__, file=sys.stderr)

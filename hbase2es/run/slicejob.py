@@ -29,6 +29,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, replace
 
 from ..deletes import DeleteTally, dead_letter_parts, soft_delete_action
@@ -53,6 +55,23 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_ROWS = 2048
 PROGRESS_EVERY_S = 0.5
 MAX_KEY_IN_MESSAGE = 1024  # progress messages stay small: longer keys get no checkpoint
+
+# Where the slices exported inside this block send their dead letters instead of opening
+# [run] dead_letter themselves: a Spark task keeps them to send back to the driver, which
+# writes the user's file (run.spark). A context variable, so that ``slice_fn`` wrappers
+# around run_slice keep their (task, settings) shape.
+_dead_letter_sink: ContextVar = ContextVar("dead_letter_sink", default=None)
+
+
+@contextmanager
+def dead_letters_to(sink):
+    """Within the block, exporters write dead letters to ``sink`` (``write(record)``,
+    ``close()``) rather than to the [run] dead_letter file; None changes nothing."""
+    token = _dead_letter_sink.set(sink)
+    try:
+        yield sink
+    finally:
+        _dead_letter_sink.reset(token)
 
 
 @dataclass
@@ -145,8 +164,12 @@ class SliceExporter(JobResources):
         self.take_row = limiter.row_gate() if limiter is not None else None
         try:
             self.client = engine.make_client(settings.elasticsearch)
-            self.dead_letters = (DeadLetterFile(settings.run.dead_letter)
-                                 if settings.run.dead_letter else None)
+            sink = _dead_letter_sink.get()
+            if not settings.run.dead_letter:
+                self.dead_letters = None
+            else:
+                self.dead_letters = (sink if sink is not None
+                                     else DeadLetterFile(settings.run.dead_letter))
         except BaseException:
             self.reader.close()
             raise

@@ -16,7 +16,11 @@ the driver. Spark retries a failed task (``spark.task.maxFailures`` on a cluster
 failed Outcome, and the ledger marks it failed, as locally.
 
 pyspark is an optional dependency: it is imported inside the functions below, so that
-``import hbase2es.spark_executor`` works without it.
+``import hbase2es.run.spark`` works without it.
+
+Dead letters. A task's dead-letter records travel back with its counts (up to the cap
+in ``search.deadletter``, the rest stay on the executor and the report says where), and
+the driver appends them to the one ``--dead-letter`` file, on the machine the user is on.
 """
 
 from __future__ import annotations
@@ -39,9 +43,13 @@ from contextlib import contextmanager
 
 from ..errors import ConfigError, UnavailableError
 from ..pool import Outcome, Started, TaskError
+from ..search.deadletter import DeadLetterBatch, DeadLetterFile, ReturnedDeadLetters, \
+    executor_path
 from ..settings import Settings
+from ..timewindow import format_time
 from .report import RunReport
-from .slicejob import run_slice
+from .slicejob import dead_letters_to, run_slice
+from .sparkconf import credential_conf, split_secrets
 from .throttle import task_share
 
 log = logging.getLogger(__name__)
@@ -109,19 +117,55 @@ def spark_outcomes(settings: Settings, slices: list, on_event, report: RunReport
         # No memory is shared between Spark tasks: each gets its share of the rate limits.
         settings_bc = sc.broadcast(task_share(settings, min(sc.defaultParallelism, len(slices))))
         rdd = sc.parallelize(list(enumerate(slices)), len(slices))  # partition i = slice i
-        task = functools.partial(_run_partition, slice_fn, settings_bc)
         run_id = uuid.uuid4().hex[:8]
+        task = functools.partial(_run_partition, slice_fn, settings_bc, run_id)
+        dead_letters = DriverDeadLetters(settings.run.dead_letter, report)
         # A second Ctrl-C cancels the running jobs (the loop below does it), a third quits.
         stop.soft_force = True
         try:
-            yield from _stream(sc, rdd, task, slices, run_id, on_event, report, stop,
-                               settings.run.grace_seconds)
+            for outcome, returned in _stream(sc, rdd, task, slices, run_id, on_event, report,
+                                             stop, settings.run.grace_seconds):
+                dead_letters.take(slices[outcome.index], returned)
+                yield outcome
         finally:
             stop.soft_force = False
+            dead_letters.close()
+
+
+class DriverDeadLetters:
+    """The driver's side of dead letters: the user's one file, fed from task results."""
+
+    def __init__(self, path: str | None, report: RunReport):
+        self.file = DeadLetterFile(path) if path else None
+        self.summary = None
+        if path:
+            self.summary = {"file": path, "records": 0, "left_on_executors": []}
+            report.spark["dead_letters"] = self.summary
+
+    def take(self, task, returned: ReturnedDeadLetters | None) -> None:
+        """Append a finished task's records; note (and warn about) those it left behind."""
+        if returned is None or self.file is None:
+            return
+        for line in returned.lines:
+            self.file.write_line(line)
+        self.summary["records"] += len(returned.lines)
+        if returned.left_records:
+            slice_ = getattr(task, "slice", task)
+            self.summary["left_on_executors"].append({
+                "start": format_time(slice_.start_ms), "end": format_time(slice_.end_ms),
+                "host": returned.left_host, "path": returned.left_path,
+                "records": returned.left_records})
+            log.warning("slice %s: %d dead letter(s) past the first %d stayed on executor "
+                        "host %s in %s", slice_, returned.left_records, len(returned.lines),
+                        returned.left_host, returned.left_path)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 def _stream(sc, rdd, task, slices: list, run_id: str, on_event, report: RunReport, stop,
-            grace_seconds: float) -> Iterator[Outcome]:
+            grace_seconds: float) -> Iterator[tuple[Outcome, ReturnedDeadLetters | None]]:
     waiting = deque(range(len(slices)))
     running: dict[Future, int] = {}
     cancelled = False
@@ -146,9 +190,8 @@ def _stream(sc, rdd, task, slices: list, run_id: str, on_event, report: RunRepor
             for job in done:
                 position = running.pop(job)
                 yield _outcome(sc, job, position, _group(run_id, position))
-        for position in waiting:  # interrupted before these were handed to Spark
-            yield Outcome(position, "cancelled", None,
-                          TaskError("Cancelled", "not started: the run was interrupted", ""), 0)
+        # Slices still waiting were never handed to Spark: no outcome, so that the report
+        # has them pending, as the local pool leaves the slices it never started.
     finally:
         if running:  # the consumer stopped early or an error escaped: leave nothing running
             try:
@@ -174,30 +217,36 @@ def _run_job(sc, rdd, task, position: int, group: str, description: str) -> list
     return sc.runJob(rdd, task, partitions=[position])
 
 
-def _run_partition(slice_fn, settings_bc, items):
-    """Executor side: export the partition's slice and return only its counts."""
+def _run_partition(slice_fn, settings_bc, run_id: str, items):
+    """Executor side: export the partition's slice; return its counts and dead letters."""
     from pyspark import TaskContext
 
     context = TaskContext.get()
     attempt = context.attemptNumber() + 1 if context is not None else 1
     settings = settings_bc.value
+    path = settings.run.dead_letter
     for position, task in items:
-        yield position, slice_fn(task, settings), attempt
+        batch = (DeadLetterBatch(executor_path(path, run_id, position, attempt))
+                 if path else None)
+        with dead_letters_to(batch):
+            value = slice_fn(task, settings)
+        yield position, value, attempt, batch.returned() if batch is not None else None
 
 
-def _outcome(sc, job: Future, position: int, group: str) -> Outcome:
+def _outcome(sc, job: Future, position: int, group: str
+             ) -> tuple[Outcome, ReturnedDeadLetters | None]:
     exc = job.exception()
     if exc is None:
         results = job.result()
         if len(results) != 1 or results[0][0] != position:
             error = TaskError("SparkError", f"partition {position} returned {len(results)} "
                               "results instead of one", "")
-            return Outcome(position, "failed", None, error, 1)
-        _, value, attempt = results[0]
-        return Outcome(position, "ok", value, None, attempt)
+            return Outcome(position, "failed", None, error, 1), None
+        _, value, attempt, returned = results[0]
+        return Outcome(position, "ok", value, None, attempt), returned
     status, error = task_error(exc)
     attempts = _failed_attempts(sc, group) if status == "failed" else 1
-    return Outcome(position, status, None, error, attempts)
+    return Outcome(position, status, None, error, attempts), None
 
 
 def task_error(exc: BaseException) -> tuple[str, TaskError]:
@@ -263,6 +312,20 @@ def _is_local(master: str) -> bool:
     return master == "local" or master.startswith("local[")
 
 
+def _spark_conf(settings: Settings, conf):
+    """The run's SparkConf without its secrets, and the secrets (sparkconf.split_secrets)."""
+    spark = settings.spark
+    conf.setAppName(spark.app_name)
+    if spark.master:  # otherwise spark-submit's --master, spark-defaults.conf, or local[*]
+        conf.setMaster(spark.master)
+    properties = {**spark.conf, **credential_conf(settings, spark.conf, os.environ)}
+    public, secrets = split_secrets(properties, settings)
+    for key, value in public.items():
+        conf.set(key, value)
+    conf.setIfMissing("spark.ui.showConsoleProgress", "false")  # our bar owns the terminal
+    return conf, secrets
+
+
 @contextmanager
 def _spark_context(settings: Settings):
     """A SparkContext for this run, stopped at the end (one already running is reused and kept)."""
@@ -273,13 +336,7 @@ def _spark_context(settings: Settings):
         yield active
         return
     spark = settings.spark
-    conf = SparkConf(loadDefaults=False)
-    conf.setAppName(spark.app_name)
-    if spark.master:  # otherwise spark-submit's --master, spark-defaults.conf, or local[*]
-        conf.setMaster(spark.master)
-    for key, value in spark.conf.items():
-        conf.set(key, value)
-    conf.setIfMissing("spark.ui.showConsoleProgress", "false")  # our bar owns the terminal
+    conf, secrets = _spark_conf(settings, SparkConf(loadDefaults=False))
     env = {
         # Executors run run_slice: they need a Python that has hbase2es. Spark reads the
         # worker Python from this variable only; spark.pyspark.python is honoured here.
@@ -301,12 +358,15 @@ def _spark_context(settings: Settings):
             conf.set("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{path}")
     saved_env = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
-    # SparkContext sets a SIGINT handler of its own (cancel all, raise KeyboardInterrupt);
-    # the run's handlers are put back when the context is stopped.
+    # SparkContext sets a SIGINT handler of its own (cancel all, raise KeyboardInterrupt),
+    # which would make the first Ctrl-C cancel the running slices: the run's is put back.
     saved_sigint = signal.getsignal(signal.SIGINT)
+    main_thread = threading.current_thread() is threading.main_thread()
     sc = None
     try:
-        sc = _start(conf, spark.master)
+        sc = _start(conf, secrets, spark.master)
+        if main_thread:
+            signal.signal(signal.SIGINT, saved_sigint)
         sc.setLogLevel("INFO" if settings.run.log_level == "debug" else "WARN")
         log.info("Spark %s: master %s, application %s", sc.version, sc.master, sc.applicationId)
         yield sc
@@ -320,19 +380,25 @@ def _spark_context(settings: Settings):
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-            if threading.current_thread() is threading.main_thread():
+            if main_thread:
                 signal.signal(signal.SIGINT, saved_sigint)
             if tmp is not None:
                 tmp.cleanup()
 
 
-def _start(conf, master: str):
+def _start(conf, secrets: dict[str, str], master: str):
+    """A SparkContext with ``conf``, and ``secrets`` set only once its JVM runs."""
     from pyspark import SparkContext
 
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         raise ConfigError("--executor spark needs a Java runtime (17+ for pyspark 4): none "
                           "on PATH and JAVA_HOME is not set")
     try:
+        # pyspark starts its JVM with every property on the command line (spark-submit
+        # --conf): start it first without the secrets, then hand them over through py4j.
+        SparkContext._ensure_initialized(conf=conf)
+        for key, value in secrets.items():
+            conf.set(key, value)
         return SparkContext(conf=conf)
     except Exception as exc:  # noqa: BLE001 - one clear line instead of a JVM stack trace
         text = _java_message(exc) or str(exc)
