@@ -128,9 +128,11 @@ def test_three_processes_share_one_documents_rate():
             process.join(10)
     times = sorted(x for chunk in granted for x in chunk)
     assert len(times) == 60  # 1800 documents in chunks of 30
-    # 1800 at 600/s: the last chunk may start at 1770/600 = 2.95 s after the first.
+    # 1800 at 600/s: the last chunk may start at 1770/600 = 2.95 s after the first, never
+    # sooner (that would be over the limit). Later is allowed: on a loaded machine a
+    # process may get the CPU late, which slows the run but breaks no limit.
     span = times[-1] - times[0]
-    assert span == pytest.approx(2.95, abs=0.15), span
+    assert 2.9 <= span <= 4.5, span
     # No second of it holds more than the rate plus one chunk.
     for first in times:
         in_a_second = sum(1 for x in times if first <= x < first + 1.0)
