@@ -300,8 +300,7 @@ def test_json_logs_from_parent_and_workers_parse_and_hold_no_secret(servers, tab
     _rows(table, 4, T0, 700)
     put_row(table, "bad", {"cf:n": "not a number"}, T0 + 100)
     config = write_config(tmp_path / "job.toml", MAPPING_TOML)
-    host = servers.es.split("://", 1)[1]
-    es_url = f"http://elastic:{PASSWORD}@{host}"
+    es_url = servers.es
     prom, report = tmp_path / "m.prom", tmp_path / "r.json"
     args = ["export", "--config", config, "--hbase", servers.hbase, "--table", table_name(table),
             "--es", es_url, "--index", index, "--start", str(T0), "--end", str(T0 + 3000),
@@ -325,13 +324,17 @@ def test_json_logs_from_parent_and_workers_parse_and_hold_no_secret(servers, tab
 
     human = _run_process(args, 0)
     assert " slice [" in human.stderr and "[worker " in human.stderr
-    # Elasticsearch gone, with the credentials in its URL: the one error line names it.
-    gone = [a if a != es_url else f"http://elastic:{PASSWORD}@127.0.0.1:{free_port()}"
-            for a in args]
-    failures = [_run_process(gone, 3), _run_process([*gone, "--log-format", "json"], 3)]
-    assert failures[0].stderr.startswith("hbase2es: error: cannot reach Elasticsearch at "
-                                         "http://***@127.0.0.1:")
-    assert orjson.loads(failures[1].stderr)["exit_code"] == 3
+    # Credentials in an --es URL are refused (exit 2), and the line that says so masks them.
+    port = free_port()
+    in_url = [a if a != es_url else f"http://elastic:{PASSWORD}@127.0.0.1:{port}" for a in args]
+    failures = [_run_process(in_url, 2), _run_process([*in_url, "--log-format", "json"], 2)]
+    assert f"http://***@127.0.0.1:{port}" in failures[0].stderr
+    assert orjson.loads(failures[1].stderr)["exit_code"] == 2
+    # Elasticsearch gone: one error line, in either format.
+    gone = [a if a != es_url else f"http://127.0.0.1:{port}" for a in args]
+    failures += [_run_process(gone, 3), _run_process([*gone, "--log-format", "json"], 3)]
+    assert failures[2].stderr.startswith("hbase2es: error: ")
+    assert orjson.loads(failures[3].stderr)["exit_code"] == 3
     for text in [result.stdout, result.stderr, human.stdout, human.stderr,
                  *(f.stdout + f.stderr for f in failures), prom.read_text(), report.read_text()]:
         assert API_KEY not in text and PASSWORD not in text

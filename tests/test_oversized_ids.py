@@ -190,7 +190,8 @@ def test_oversized_ids_go_to_the_dead_letters_and_the_rest_of_the_slice_is_index
     report = _export(servers, table, index, tmp_path, "first", "--dead-letter", dead,
                      "--ledger", ledger, expect_exit=1)  # 2 failures > --max-errors 0
     assert report["slices"][0]["status"] == "done"
-    assert report["totals"] == {"rows": 10, "indexed": 8, "stale": 0, "failed": 2}
+    assert report["totals"] == {"rows": 10, "indexed": 8, "stale": 0, "failed": 2,
+                                  "deleted": 0}
     assert sorted(read_index(es, index)) == NORMAL
     records = [json.loads(line) for line in dead.read_text().splitlines()]
     assert {r["stage"] for r in records} == {"index"}
@@ -211,5 +212,6 @@ def test_oversized_ids_go_to_the_dead_letters_and_the_rest_of_the_slice_is_index
     dead2 = tmp_path / "dead2.ndjson"
     again = _export(servers, table, index, tmp_path, "budget", "--dead-letter", dead2,
                     "--max-errors", "2", expect_exit=0)
-    assert again["totals"] == {"rows": 10, "indexed": 8, "stale": 0, "failed": 2}
+    assert again["totals"] == {"rows": 10, "indexed": 8, "stale": 0, "failed": 2,
+                                  "deleted": 0}
     assert len(dead2.read_text().splitlines()) == 2

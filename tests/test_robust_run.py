@@ -263,7 +263,11 @@ def test_verify_forced_stop_exits_130_and_writes_the_report(servers, loaded, ind
     data = read_report(report)
     counts = statuses(data)
     assert data["interrupted"] is True and data["exit_code"] == 130
-    assert counts.get("cancelled", 0) >= 1 and "running" not in counts, counts
+    # Cut short: some slice is not done. Those in flight at the forced stop are cancelled
+    # (on a loaded machine the running ones may all have ended between the two signals);
+    # none is left "running".
+    assert counts.get("cancelled", 0) + counts.get("pending", 0) >= 1, counts
+    assert "running" not in counts, counts
 
 
 @pytest.mark.slow

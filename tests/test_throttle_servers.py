@@ -114,7 +114,10 @@ def test_a_documents_rate_holds_for_the_whole_run_across_workers(servers, es, in
     assert wall - (full - first) < 10, wall
     # No second runs far over the limit: bulks start on the rate's schedule, and land a
     # bulk or two early or late (Elasticsearch's latency varies). Over 5 s that evens out.
-    assert max(_windows(counts, 1.0)) <= 1.35 * LIMIT, _windows(counts, 1.0)
+    # Seen from Elasticsearch, through refresh + count samples: on a loaded machine one
+    # refresh can make visible what two seconds sent, so single seconds get a loose bound
+    # ("never far over"); the limit itself is held over 5-second spans.
+    assert max(_windows(counts, 1.0)) <= 2.0 * LIMIT, _windows(counts, 1.0)
     assert max(_windows(counts, 5.0)) <= 1.1 * LIMIT, _windows(counts, 5.0)
 
     # The metrics file while it ran: written every second, counting up, then the final one.

@@ -58,7 +58,7 @@ def _sample_lines(doc: dict) -> tuple[list[str], int]:
     indented JSON with long values cut; and how many values were cut."""
     action = index_action(doc["_index"], doc["_id"], doc["version"], {}).split(b"\n", 1)[0]
     shown, truncated = shorten(doc["document"])
-    delete = ", a delete: the row matches [mapping] delete_when" if doc.get("delete") else ""
+    delete = ", delete" if doc.get("delete") else ""  # the row matches [mapping] delete_when
     lines = [f"sample {doc['_index']}/{doc['_id']} (version {doc['version']}{delete}):",
              action.decode(), orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode()]
     if doc.get("decode_errors"):
