@@ -236,7 +236,7 @@ def test_an_export_on_the_cluster_gives_the_same_documents_as_the_local_pool(
     assert _counts(spark) == _counts(local)
     assert spark["totals"] == local["totals"] == {"rows": window.total + 1,
                                                   "indexed": window.total + 1, "stale": 0,
-                                                  "failed": 0}
+                                                  "failed": 0, "deleted": 0}
     local_docs = read_index(es, f"{index}-local")
     spark_docs = read_index(es, f"{index}-spark")
     assert len(spark_docs) == window.total + 1
@@ -478,7 +478,7 @@ def test_a_worker_killed_mid_run_has_its_slices_rerun_on_the_other_worker(
     assert [s["status"] for s in result["slices"]] == ["done"] * slices
     assert [s["rows"] for s in result["slices"]] == list(window.per_slice)
     assert result["totals"] == {"rows": window.total, "indexed": window.total, "stale": 0,
-                                "failed": 0}
+                                "failed": 0, "deleted": 0}
     assert count_docs(es, index) == window.total
     # Spark's own record: the tasks in flight on the lost executor failed with it and ran
     # again, and succeeded, on the other one.
