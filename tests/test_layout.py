@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "hbase2es"
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
 PURE = ("hbase2es.timewindow", "hbase2es.timesource", "hbase2es.timecodec", "hbase2es.mapping",
-        "hbase2es.indexname", "hbase2es.search.chunking", "hbase2es.backoff", "hbase2es.decoders",
+        "hbase2es.indexname", "hbase2es.sections", "hbase2es.search.chunking", "hbase2es.backoff",
+        "hbase2es.decoders",
         "hbase2es.run.pieces", "hbase2es.errors", "hbase2es.infer", "hbase2es.inferwindow",
         "hbase2es.jobfile", "hbase2es.mappingconfig", "hbase2es.run.throttle", "hbase2es.deletes",
         "hbase2es.search.product")
