@@ -248,18 +248,8 @@ def verify(sample: int | None, compare_fields: bool, repair: bool, as_json: bool
     with command_stop() as stop:  # as in export: signals cannot stop the report being written
         data = run_verify(settings, sample=sample, compare_fields=compare_fields,
                           repair=repair, stop=stop).to_dict()
-        if settings.run.report:
-            write_json(settings.run.report, data)
-        if as_json:
-            click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-            if data["exit_code"] == ExitCode.FAILED and problem_summary(data):
-                click.echo(f"hbase2es: {problem_summary(data)}", err=True)
-        else:
-            click.echo(render_verify(data))
-        if data["interrupted"]:
-            click.echo("hbase2es: interrupted; the result covers the slices checked so far",
-                       err=True)
-    sys.exit(int(data["exit_code"]))
+        summary = problem_summary(data) if data["exit_code"] == ExitCode.FAILED else ""
+        _finish_check(settings, data, as_json, render_verify, summary, "checked")
 
 
 @cli.command()
@@ -287,20 +277,29 @@ def reconcile(apply: bool, sample: int | None, as_json: bool, **params):
     """Find the documents of the window whose row is gone from HBase (exit 1 if any);
     with --apply, delete them."""
     from .run.reconcile import problem_summary, render_reconcile, run_reconcile
+    from .run.stopping import command_stop
 
     settings = build_settings(click.get_current_context())
     check_output_dirs(settings)
-    data = run_reconcile(settings, apply=apply, sample=sample).to_dict()
-    if as_json:
-        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-        if problem_summary(data):
-            click.echo(f"hbase2es: {problem_summary(data)}", err=True)
-    else:
-        click.echo(render_reconcile(data))
+    with command_stop() as stop:
+        data = run_reconcile(settings, apply=apply, sample=sample, stop=stop).to_dict()
+        _finish_check(settings, data, as_json, render_reconcile, problem_summary(data),
+                      "reconciled")
+
+
+def _finish_check(settings, data: dict, as_json: bool, render, summary: str,
+                  done: str) -> None:
+    """What verify and reconcile print and write at the end, and their exit."""
     if settings.run.report:
         write_json(settings.run.report, data)
+    if as_json:
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        if summary:  # stdout is the JSON's: the problem goes to stderr in one line
+            click.echo(f"hbase2es: {summary}", err=True)
+    else:
+        click.echo(render(data))
     if data["interrupted"]:
-        click.echo("hbase2es: interrupted; the result covers the slices reconciled so far",
+        click.echo(f"hbase2es: interrupted; the result covers the slices {done} so far",
                    err=True)
     sys.exit(int(data["exit_code"]))
 

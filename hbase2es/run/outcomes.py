@@ -88,6 +88,15 @@ class CheckReport:
             out["error"] = e.error
         return out
 
+    def slice_dicts(self) -> list[dict]:
+        """Every slice's line, with what its result adds (``result_dict``)."""
+        return [{**self.slice_dict(e), **(self.result_dict(e.result) if e.result else {})}
+                for e in self.slices]
+
+    def result_dict(self, result) -> dict:
+        """What a slice's result adds to its line: the check's lists (ids, seconds)."""
+        return {"seconds": result.seconds}
+
     def window_dict(self) -> dict:
         return {"table": self.table, "index": self.index,
                 "window": {"start": format_time(self.start_ms), "end": format_time(self.end_ms)}}

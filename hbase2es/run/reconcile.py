@@ -14,20 +14,15 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from tqdm import tqdm
-
 from ..errors import ConfigError, ExitCode
-from ..pool import Progress as ProgressEvent
 from ..settings import Settings
-from ..timewindow import Slice, split_window
-from .executors import pool_outcomes
+from ..timewindow import split_window
+from .checkrun import render_check_table, run_check_slices
 from .ledger import Ledger, job_definition
-from .outcomes import CheckEntry, CheckReport, stderr_is_tty
-from .preflight import preflight
+from .outcomes import CheckEntry, CheckReport
 from .reconcilejob import (MAX_EXAMPLES, ReconcileOptions, close_reconciler,
                            open_reconciler, reconcile_slice)
-from .report import render_table
-from .stopping import stop_on_signals
+from .stopping import StopRequest
 
 TOTALS = ("checked", "orphans", "deleted", "skipped", "failed", "foreign")
 
@@ -40,19 +35,16 @@ class ReconcileReport(CheckReport):
     TOTALS = TOTALS
     MAX_EXAMPLES = MAX_EXAMPLES
 
+    def result_dict(self, result) -> dict:
+        return {"orphan_ids": result.orphan_ids, "listing": result.listing,
+                "seconds": result.seconds}
+
     def to_dict(self) -> dict:
-        slices = []
-        for e in self.slices:
-            entry = self.slice_dict(e)
-            if e.result is not None:
-                entry.update(orphan_ids=e.result.orphan_ids, listing=e.result.listing,
-                             seconds=e.result.seconds)
-            slices.append(entry)
         mode = "sample" if self.options.sample is not None else (
             "apply" if self.options.apply else "dry run")
         return {**self.window_dict(),
                 "mode": mode, "apply": self.options.apply, "sample": self.options.sample,
-                "slices": slices, "totals": self.totals(),
+                "slices": self.slice_dicts(), "totals": self.totals(),
                 "orphan_examples": self.examples("orphan_ids"), **self.end_dict()}
 
 
@@ -69,10 +61,11 @@ def exit_code(report: ReconcileReport, max_errors: int) -> ExitCode:
     return ExitCode.FAILED if t["orphans"] else ExitCode.OK
 
 
-def run_reconcile(settings: Settings, *, apply: bool = False,
-                  sample: int | None = None) -> ReconcileReport:
+def run_reconcile(settings: Settings, *, apply: bool = False, sample: int | None = None,
+                  stop: StopRequest | None = None) -> ReconcileReport:
     """Reconcile every slice of the window on the worker pool; the report carries the
-    exit code."""
+    exit code. ``stop`` as for ``run_export``: the command's, so its handlers outlive this
+    call."""
     if apply and sample is not None:
         raise ConfigError("--apply cannot be combined with --sample: a sample finds orphans, "
                           "it does not find them all; drop --sample to delete them")
@@ -87,38 +80,13 @@ def run_reconcile(settings: Settings, *, apply: bool = False,
             # The lock only: the ledger's slices are the export's; reconcile records none.
             ledger = stack.enter_context(Ledger(settings.run.ledger))
             ledger.bind_job(job_definition(settings))
-        preflight(settings)
-        _run_slices(settings, options, slices, report)
+        run_check_slices(settings, slices, report, job=reconcile_slice,
+                         opener=open_reconciler, closer=close_reconciler,
+                         initargs=(settings, options), desc="reconcile", counted="checked",
+                         stop=stop)
     report.seconds = time.monotonic() - started
     report.exit_code = exit_code(report, settings.run.max_errors)
     return report
-
-
-def _run_slices(settings: Settings, options: ReconcileOptions, slices: list[Slice],
-                report: ReconcileReport) -> None:
-    bar = tqdm(total=len(slices), unit="slice", dynamic_ncols=True, desc="reconcile",
-               disable=settings.run.quiet or not stderr_is_tty())
-    checked = 0
-
-    def on_event(event) -> None:
-        nonlocal checked
-        if isinstance(event, ProgressEvent):
-            checked += event.payload.get("checked", 0)
-            bar.set_postfix_str(f"{checked} documents checked", refresh=True)
-
-    try:
-        with stop_on_signals(report) as stop:
-            for outcome in pool_outcomes(settings, reconcile_slice, slices, on_event, stop,
-                                         initializer=open_reconciler,
-                                         initargs=(settings, options),
-                                         finalizer=close_reconciler):
-                report.slices[outcome.index].record(outcome)
-                bar.update(1)
-    except KeyboardInterrupt:  # forced stop: report what was done so far
-        report.interrupted = True
-    finally:
-        bar.close()
-    report.cancel_running()
 
 
 def render_reconcile(data: dict) -> str:
@@ -130,15 +98,7 @@ def render_reconcile(data: dict) -> str:
              f"[{data['window']['start']}, {data['window']['end']}), {len(data['slices'])} "
              f"slices; {mode}"]
     names = ["checked", "orphans"] + (["deleted", "skipped", "failed"] if data["apply"] else [])
-    rows = [(f"{s['start']} .. {s['end']}", s["status"], *(str(s[n]) for n in names),
-             f"{s.get('seconds', 0.0):.1f}") for s in data["slices"]]
-    t = data["totals"]
-    total = (f"total ({len(data['slices'])} slices)", "", *(str(t[n]) for n in names),
-             f"{data['seconds']:.1f}")
-    lines.append(render_table(("slice", "status", *names, "seconds"), rows, total))
-    for s in data["slices"]:
-        if s.get("error"):
-            lines.append(f"slice {s['start']} .. {s['end']} {s['status']}: {s['error']}")
+    lines.extend(render_check_table(data, names))
     lines.extend(_outcome_lines(data))
     return "\n".join(lines)
 

@@ -9,17 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from tqdm import tqdm
-
 from ..errors import ExitCode
-from ..pool import Progress as ProgressEvent, Started
 from ..settings import Settings
 from ..timewindow import split_window
-from .executors import pool_outcomes
-from .outcomes import CheckEntry, CheckReport, stderr_is_tty
-from .preflight import preflight
-from .report import render_table
-from .stopping import StopRequest, stop_on_signals
+from .checkrun import render_check_table, run_check_slices
+from .outcomes import CheckEntry, CheckReport
+from .stopping import StopRequest
 from .verifyjob import (MAX_EXAMPLES, VerifyOptions, close_verifier,
                         open_verifier, verify_slice)
 
@@ -35,21 +30,19 @@ class VerifyReport(CheckReport):
     TOTALS = TOTALS
     MAX_EXAMPLES = MAX_EXAMPLES
 
+    def result_dict(self, result) -> dict:
+        out = {"missing_keys": result.missing_keys, "older_keys": result.older_keys,
+               "copy_keys": result.copy_keys, "seconds": result.seconds}
+        if self.options.compare_fields:
+            out.update(differences=result.differences, ahead_keys=result.ahead_keys)
+        return out
+
     def to_dict(self) -> dict:
-        slices = []
-        for e in self.slices:
-            entry = self.slice_dict(e)
-            if e.result is not None:
-                entry.update(missing_keys=e.result.missing_keys, older_keys=e.result.older_keys,
-                             copy_keys=e.result.copy_keys, seconds=e.result.seconds)
-                if self.options.compare_fields:
-                    entry["differences"] = e.result.differences
-                    entry["ahead_keys"] = e.result.ahead_keys
-            slices.append(entry)
         return {**self.window_dict(),
                 "mode": "all rows" if self.options.sample is None else "sample",
                 "sample": self.options.sample, "compare_fields": self.options.compare_fields,
-                "repair": self.options.repair, "slices": slices, "totals": self.totals(),
+                "repair": self.options.repair, "slices": self.slice_dicts(),
+                "totals": self.totals(),
                 "missing_examples": self.examples("missing_keys"),
                 "older_examples": self.examples("older_keys"),
                 "copy_examples": list(dict.fromkeys(self.examples("copy_keys"))),
@@ -85,34 +78,9 @@ def run_verify(settings: Settings, *, sample: int | None = None, compare_fields:
     slices = split_window(settings.start_ms, settings.end_ms, settings.slice_ms)
     report = VerifyReport(settings.hbase.table, settings.elasticsearch.index, settings.start_ms,
                           settings.end_ms, options, [VerifyEntry(s) for s in slices])
-    run = settings.run
-    bar = tqdm(total=len(slices), unit="slice", dynamic_ncols=True, desc="verify",
-               disable=run.quiet or not stderr_is_tty())
-    rows = 0
-
-    def on_event(event) -> None:
-        nonlocal rows
-        if isinstance(event, ProgressEvent):
-            rows += event.payload.get("rows", 0)
-            bar.set_postfix_str(f"{rows} rows", refresh=True)
-        elif isinstance(event, Started):
-            report.slices[event.index].status = "running"
-
-    try:
-        with stop_on_signals(report, stop=stop) as stop, stop.running():
-            if not report.interrupted:  # a signal before the run: no slice starts
-                preflight(settings)
-                for outcome in pool_outcomes(settings, verify_slice, slices, on_event, stop,
-                                             initializer=open_verifier,
-                                             initargs=(settings, options),
-                                             finalizer=close_verifier):
-                    report.slices[outcome.index].record(outcome)
-                    bar.update(1)
-    except KeyboardInterrupt:  # forced stop: report what was checked so far
-        report.interrupted = True
-    finally:
-        bar.close()
-    report.cancel_running()
+    run_check_slices(settings, slices, report, job=verify_slice, opener=open_verifier,
+                     closer=close_verifier, initargs=(settings, options), desc="verify",
+                     counted="rows", stop=stop)
     report.seconds = time.monotonic() - started
     report.exit_code = exit_code(report)
     return report
@@ -131,16 +99,9 @@ def render_verify(data: dict) -> str:
         names += ["compared", "differing", "ahead"]
     if data.get("repair"):
         names += ["repaired"]
-    rows = [(f"{s['start']} .. {s['end']}", s["status"], *(str(s[n]) for n in names),
-             f"{s.get('seconds', 0.0):.1f}") for s in data["slices"]]
-    t = data["totals"]
-    total = (f"total ({len(data['slices'])} slices)", "", *(str(t[n]) for n in names),
-             f"{data['seconds']:.1f}")
-    lines.append(render_table(("slice", "status", *names, "seconds"), rows, total))
-    for s in data["slices"]:
-        if s.get("error"):
-            lines.append(f"slice {s['start']} .. {s['end']} {s['status']}: {s['error']}")
+    lines.extend(render_check_table(data, names))
     lines.extend(_problem_lines(data))
+    t = data["totals"]
     if data["exit_code"] == 0 and not (t["differing"] or t["ahead"]):
         lines.append(f"OK: all {t['checked']} checked rows have their document"
                      + (" with the same fields" if compare else ""))
