@@ -101,3 +101,26 @@ def test_a_refused_delete_is_dead_lettered_with_its_action():
     assert dead_letter_parts(tomb) == ("delete", tomb)
     live = index_action("i", "a", 5, {"v": 1})
     assert dead_letter_parts(live) == ("index", live)
+
+
+def test_the_delete_rule_is_part_of_the_job_a_ledger_belongs_to(tmp_path):
+    """Slices done under one rule wrote other documents than another rule would: a ledger
+    refuses the changed rule, and a job without a rule keeps the identity it had."""
+    from hbase2es.errors import ConfigError
+    from hbase2es.run.ledger import Ledger, job_definition
+    from hbase2es.settings import load_settings
+
+    def settings(rule: str | None):
+        path = tmp_path / "job.toml"
+        path.write_text('[hbase]\ntable = "t"\n[elasticsearch]\nindex = "i"\n'
+                        + (f"[mapping]\ndelete_when = {rule}\n" if rule else ""))
+        return load_settings(path, now_ms=0, need_window=False)
+
+    assert "delete_when" not in job_definition(settings(None))
+    with Ledger(str(tmp_path / "job.db")) as ledger:
+        ledger.bind_job(job_definition(settings('{ column = "d:x", equals = "1" }')))
+        assert ledger.check_job(job_definition(settings('{ column = "d:x", equals = "1" }')))
+        for other in ('{ column = "d:x", equals = "2" }', '{ column = "d:x", present = true }',
+                      '{ column = "d:x", equals = "1", tombstone = true }', None):
+            with pytest.raises(ConfigError, match="differs in: delete_when"):
+                ledger.check_job(job_definition(settings(other)))

@@ -77,7 +77,13 @@ def job_definition(settings) -> dict:
     for key in ("start", "end", "slice"):  # the same job may be cut and extended freely
         window.pop(key, None)
     mapping = settings.mapping
+    rule = settings.delete_when
+    # Only when set, so that the ledgers of jobs without soft deletes keep their identity.
+    deletes = {} if rule is None else {"delete_when": [
+        rule.column.decode("utf-8", "backslashreplace"),
+        None if rule.equals is None else rule.equals.hex(), rule.tombstone]}
     return {
+        **deletes,
         "table": settings.hbase.table,
         "index": settings.elasticsearch.index,
         "window": window,

@@ -18,8 +18,8 @@ from .stopping import StopRequest
 from .verifyjob import (MAX_EXAMPLES, VerifyOptions, close_verifier,
                         open_verifier, verify_slice)
 
-TOTALS = ("rows", "checked", "present", "missing", "older", "compared", "differing", "ahead",
-          "copies", "repaired", "repair_conflicts", "repair_failed")
+TOTALS = ("rows", "checked", "present", "missing", "older", "deleted", "undeleted", "compared",
+          "differing", "ahead", "copies", "repaired", "repair_conflicts", "repair_failed")
 
 
 VerifyEntry = CheckEntry
@@ -32,7 +32,8 @@ class VerifyReport(CheckReport):
 
     def result_dict(self, result) -> dict:
         out = {"missing_keys": result.missing_keys, "older_keys": result.older_keys,
-               "copy_keys": result.copy_keys, "seconds": result.seconds}
+               "undeleted_keys": result.undeleted_keys, "copy_keys": result.copy_keys,
+               "seconds": result.seconds}
         if self.options.compare_fields:
             out.update(differences=result.differences, ahead_keys=result.ahead_keys)
         return out
@@ -45,6 +46,7 @@ class VerifyReport(CheckReport):
                 "totals": self.totals(),
                 "missing_examples": self.examples("missing_keys"),
                 "older_examples": self.examples("older_keys"),
+                "undeleted_examples": self.examples("undeleted_keys"),
                 "copy_examples": list(dict.fromkeys(self.examples("copy_keys"))),
                 "ahead_examples": self.examples("ahead_keys"),
                 "difference_examples": self.examples("differences"),
@@ -59,7 +61,7 @@ def exit_code(report: VerifyReport) -> ExitCode:
     # settled; only a repair that failed still fails the run.
     unsettled = t["repair_failed"] if report.options.repair else t["differing"] + t["ahead"]
     if any(e.status != "done" for e in report.slices) or t["missing"] or t["older"] \
-            or unsettled or t["copies"]:
+            or t["undeleted"] or unsettled or t["copies"]:
         return ExitCode.FAILED
     return ExitCode.OK
 
@@ -95,6 +97,8 @@ def render_verify(data: dict) -> str:
              f"{data['window']['end']}), {len(data['slices'])} slices; {mode}"
              + ("; fields compared" if compare else "")]
     names = ["rows", "checked", "present", "missing", "older"]
+    if data["totals"]["deleted"] or data["totals"]["undeleted"]:  # [mapping] delete_when
+        names += ["deleted", "undeleted"]
     if compare:
         names += ["compared", "differing", "ahead"]
     if data.get("repair"):
@@ -103,8 +107,11 @@ def render_verify(data: dict) -> str:
     lines.extend(_problem_lines(data))
     t = data["totals"]
     if data["exit_code"] == 0 and not (t["differing"] or t["ahead"]):
-        lines.append(f"OK: all {t['checked']} checked rows have their document"
-                     + (" with the same fields" if compare else ""))
+        live = t["checked"] - t["deleted"]
+        lines.append(f"OK: all {live} checked rows have their document"
+                     + (" with the same fields" if compare else "")
+                     + (f"; the {t['deleted']} rows marked deleted are deleted"
+                        if t["deleted"] else ""))
     return "\n".join(lines)
 
 
@@ -117,6 +124,10 @@ def _problem_lines(data: dict) -> list[str]:
     if t["older"]:
         lines.append(f"OLDER: {t['older']} documents hold an older state of their row than "
                      f"HBase, e.g. {', '.join(data['older_examples'])}")
+    if t["undeleted"]:
+        lines.append(f"NOT DELETED: {t['undeleted']} rows marked deleted ([mapping] delete_when) "
+                     f"still have their live document; exporting the window again deletes "
+                     f"them, e.g. {', '.join(data['undeleted_examples'])}")
     if t["copies"]:
         lines.append(f"COPIES: {t['copies']} documents are older copies of a row in another "
                      f"index of the template, e.g. {', '.join(data['copy_examples'])}")

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 
 import orjson
 
+from ..deletes import delete_version
 from ..errors import Hbase2esError
 from ..hbase import open_reader
 from ..indexname import IndexTemplate
@@ -80,6 +81,10 @@ class VerifySliceResult:
     present: int = 0
     missing: int = 0
     older: int = 0  # document written from an older state of the row
+    # Rows [mapping] delete_when marks: their document gone (or a tombstone or a newer
+    # state in its place), or still the live one an export has yet to delete.
+    deleted: int = 0
+    undeleted: int = 0
     compared: int = 0  # documents compared field by field (--compare-fields)
     differing: int = 0  # compared documents with at least one differing field
     ahead: int = 0  # differing, and newer than every state of the row: export cannot fix it
@@ -88,6 +93,7 @@ class VerifySliceResult:
     repair_failed: int = 0  # --repair refused for good: in the dead letters
     missing_keys: list[str] = field(default_factory=list)  # document ids (text or b64:)
     older_keys: list[str] = field(default_factory=list)
+    undeleted_keys: list[str] = field(default_factory=list)
     # Documents of checked rows in other indices than the row's newest one; like rows, a
     # row checked by two slices counts in both.
     copies: int = 0
@@ -133,6 +139,7 @@ class SliceVerifier(JobResources):
             raise
         self.template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
         self.source = time_source(settings.window)
+        self.rule = settings.delete_when
         self.dead_letters = (DeadLetterFile(settings.run.dead_letter)
                              if options.repair and settings.run.dead_letter else None)
         self.repairer: Repairer | None = None  # the running slice's, with --repair
@@ -146,12 +153,14 @@ class SliceVerifier(JobResources):
         if self.options.compare_fields:
             return kwargs
         if self.source.name in ("cell", "rowkey"):
+            if self.rule is not None and self.rule.equals is not None:
+                return kwargs  # KeyOnlyFilter would empty the marker value the rule tests
             # Not FirstKeyOnlyFilter: the cell source needs every column's timestamp.
             current = kwargs.get("filter")
             kwargs["filter"] = (b"(" + current + b") AND " + KEY_ONLY_FILTER if current
                                 else KEY_ONLY_FILTER)
         elif self.source.name == "column":
-            kwargs["columns"] = [self.source.column]
+            kwargs["columns"] = [self.source.column] + ([self.rule.column] if self.rule else [])
         return kwargs
 
     def run(self, slice_: Slice, progress: Callable[[dict], None] | None = None
@@ -175,7 +184,8 @@ class SliceVerifier(JobResources):
                 if t < start_ms or t >= end_ms:
                     continue
                 result.rows += 1
-                item = (key, t, values if keep_values else None)
+                gone = self.rule is not None and self.rule.matches(values)
+                item = (key, t, values if keep_values else None, gone)
                 if sample is None:
                     chosen.append(item)
                     if len(chosen) >= self.options.batch_size:
@@ -208,7 +218,7 @@ class SliceVerifier(JobResources):
         other copy counted in ``result``."""
         if self.template.is_static:
             return {}
-        ids = {document_id(key): key for key, _, _ in batch}
+        ids = {document_id(key): key for key, *_ in batch}
         copies = find_copies(self.client, self.template, sorted(ids))
         newest = newest_copies(copies)
         for copy in copies:
@@ -225,9 +235,9 @@ class SliceVerifier(JobResources):
         for item in batch:
             by_index.setdefault(located.get(item[0]) or render(item[1]), []).append(item)
         for index, items in by_index.items():
-            ids = [document_id(key) for key, _, _ in items]
+            ids = [document_id(key) for key, *_ in items]
             response = engine.mget(self.client, index, ids, source=self.options.compare_fields)
-            for (key, t, values), doc_id, doc in zip(items, ids, response["docs"]):
+            for (key, t, values, gone), doc_id, doc in zip(items, ids, response["docs"]):
                 result.checked += 1
                 error = doc.get("error")
                 if error is not None and (error.get("type") if isinstance(error, dict) else
@@ -235,7 +245,13 @@ class SliceVerifier(JobResources):
                     reason = error.get("reason") if isinstance(error, dict) else error
                     raise Hbase2esError(f"Elasticsearch could not look up {index}/{doc_id}: "
                                         f"{reason}")
+                if gone:
+                    self._check_deleted(doc_id, doc, t, result)
+                    continue
                 if error is not None or not doc.get("found"):
+                    if self._deleted_later(key, t):
+                        result.deleted += 1
+                        continue
                     result.missing += 1
                     if len(result.missing_keys) < MAX_EXAMPLES:
                         result.missing_keys.append(doc_id)
@@ -249,6 +265,28 @@ class SliceVerifier(JobResources):
                 result.present += 1
                 if values is not None:
                     self._judge(index, key, t, values, doc_id, doc, result)
+
+    @staticmethod
+    def _check_deleted(doc_id: str, doc: dict, t: int, result: VerifySliceResult) -> None:
+        """A soft-deleted row's document must be gone, or hold a version at or above the
+        delete's (a tombstone, or a newer state of a row that came back); a lower version
+        is the live document the delete has not reached yet."""
+        version = doc.get("_version")
+        if not doc.get("found") or (isinstance(version, int) and version >= delete_version(t)):
+            result.deleted += 1
+            return
+        result.undeleted += 1
+        if len(result.undeleted_keys) < MAX_EXAMPLES:
+            result.undeleted_keys.append(doc_id)
+
+    def _deleted_later(self, key: bytes, t: int) -> bool:
+        """Whether a row whose document is gone has a newer state that delete_when marks:
+        with the cell source an earlier slice still sees the state before the mark, and
+        the later slice's export rightly deleted the document."""
+        if self.rule is None or self.source.name != "cell":
+            return False
+        now = self._row(key)
+        return now is not None and now[0] > t and self.rule.matches(now[1])
 
     def _judge(self, index: str, key: bytes, t: int, values: dict, doc_id: str, doc: dict,
                result: VerifySliceResult) -> None:
