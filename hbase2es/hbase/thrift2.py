@@ -150,7 +150,8 @@ class Thrift2Reader(ThriftReader):
         return self._conn.openScanner(self.table, hbase2.TScan(
             startRow=start or None, stopRow=query.row_stop or None,
             columns=thrift_columns(query.columns), caching=self.settings.batch_size,
-            maxVersions=1, timeRange=find_range, filterString=find_filter))
+            maxVersions=1, timeRange=find_range, filterString=find_filter,
+            cacheBlocks=self.settings.cache_blocks))
 
     def _next_rows(self, scanner: int, query: ScanQuery) -> tuple[list[Row], bytes | None]:
         found = self._conn.getScannerRows(scanner, self.settings.batch_size)
