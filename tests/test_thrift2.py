@@ -180,6 +180,7 @@ def test_boundary_rows_and_later_updates_match_thrift1_and_the_model(readers, ta
     for key, column, value, ts in puts:
         put_row(table, key, {column: value}, ts)
     one, two = readers
+    two.dense_factor = 0  # sparse: every changed row by multi-get (dense below)
 
     slices = split_window(start, end, 1000)
     got_one = [_slice_rows(one, s) for s in slices]
@@ -201,6 +202,10 @@ def test_boundary_rows_and_later_updates_match_thrift1_and_the_model(readers, ta
     assert two.rows_read == sum(map(len, expected)) == 11
     assert two.keys_scanned == two.rows_read
     assert one.rows_read > 2 * two.rows_read
+    # Dense: every key span by one range scan gives the same rows.
+    two.dense_factor = 10 ** 6
+    assert [_slice_rows(two, s) for s in slices] == expected
+    assert two.spans_scanned >= len(slices)
 
 
 @integration
@@ -219,6 +224,7 @@ def test_many_versions_across_many_slices_give_the_same_rows_and_counts(readers,
         if i % 7 == 3:  # some columns deleted (all versions up to a time inside the window)
             table.delete(key.encode(), columns=[b"cf:v"], timestamp=rng.randrange(start, end))
     one, two = readers
+    two.dense_factor = 0  # sparse first: rows_read is then exactly the slices' rows
 
     slices = split_window(start, end, slice_ms)
     got_one = [_slice_rows(one, s) for s in slices]
@@ -231,6 +237,11 @@ def test_many_versions_across_many_slices_give_the_same_rows_and_counts(readers,
     assert sum(1 for c in counts if c) >= n_slices - 1 and sum(counts) > 40, counts
     assert two.rows_read == sum(counts)
     assert one.rows_read > 3 * two.rows_read, (one.rows_read, two.rows_read, versions)
+    # The adaptive default and a forced range scan of every span give the same rows.
+    for factor in (thrift2_reader.DENSE_FACTOR, 10 ** 6):
+        two.dense_factor = factor
+        assert [_slice_rows(two, s) for s in slices] == got_one, factor
+    assert two.spans_scanned > 0
 
 
 @integration
@@ -277,6 +288,7 @@ def test_scan_reopens_after_the_server_drops_the_scanner(readers, table, thrift2
     puts.append((b"r05", b"cf:v", b"older", T0 - 1))  # an older version the slice must not show
     put_row(table, b"r05", {b"cf:v": b"older"}, T0 - 1)
     _, two = readers
+    two.dense_factor = 0  # multi-gets: the only scanner is the key-only one being dropped
     scanners: list[int] = []
     connect = thrift2_reader.connect_thrift2
     monkeypatch.setattr(thrift2_reader, "connect_thrift2",
