@@ -27,9 +27,9 @@ from . import metrics
 from .executors import EXECUTORS
 from .ledger import Ledger, job_definition
 from .limiter import RunLimiter
-from .onepass import OnePass, wants_one_pass
+from .onepass import OnePass, splits_by_region, wants_one_pass
 from .outcomes import outcome_error, outcome_status
-from .pieces import Checkpoint, RegionSplit, SliceTask, wants_region_split
+from .pieces import Checkpoint, RegionSplit, SliceTask
 from .plan import check_ledger_flags, plan_run, reexported, slice_ranges
 from .preflight import preflight
 from .report import Progress, RunReport, SliceReport, record_rates
@@ -233,7 +233,7 @@ class _SliceRun:
         executor = EXECUTORS[settings.run.executor]
         if wants_one_pass(settings):
             executor = OnePass(executor)
-        if wants_region_split(self.settings):
+        if splits_by_region(self.settings):
             executor = RegionSplit(executor, table_regions(self.settings.hbase),
                                    slice_ranges(self.settings))
         tasks = [SliceTask(e.slice, resume=e.resume) if e.resume else e.slice for e in self.todo]

@@ -20,6 +20,9 @@ its key ranges are). A pass sends no checkpoints (a key says how far all its sli
 only together), so ``--resume`` after a killed pass runs its slices again from their
 start, as a new pass. A slice resumed from a per-slice checkpoint runs alone.
 
+Split by region (the default for passes), a task is one pass over one region, so the
+workers share the window; a table of one region is one pass, read by one worker.
+
 Used with the local executor only: a Spark task runs one slice (run.spark), so Spark
 runs fall back to the per-slice path.
 """
@@ -33,9 +36,10 @@ from dataclasses import dataclass
 
 from ..pool import Outcome, Progress
 from ..timewindow import Slice
-from .pieces import SliceTask
+from .pieces import SliceTask, wants_region_split
 
-__all__ = ["OnePass", "PassTask", "group_passes", "slot_finder", "wants_one_pass"]
+__all__ = ["OnePass", "PassTask", "group_passes", "slot_finder", "splits_by_region",
+           "wants_one_pass"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,15 @@ def wants_one_pass(settings) -> bool:
     return (settings.run.one_pass and settings.run.executor == "local"
             and settings.window.time_source == "cell" and settings.hbase.api != "thrift2"
             and settings.delete_when is None)
+
+
+def splits_by_region(settings) -> bool:
+    """Whether export runs region pieces: ``[run] split_by_region`` if set; unset, on for
+    the row-key source and for passes. A pass per region costs one task per region (not
+    slices x regions), and it is what lets several workers share a pass."""
+    if settings.run.split_by_region is None and wants_one_pass(settings):
+        return True
+    return wants_region_split(settings)
 
 
 def _span(task) -> tuple[Slice, bytes, bytes] | None:

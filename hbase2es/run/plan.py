@@ -15,8 +15,8 @@ from ..indexname import IndexTemplate
 from ..settings import Settings
 from ..timesource import show_bytes, time_source
 from ..timewindow import Slice, format_time, split_window
-from .onepass import wants_one_pass
-from .pieces import SliceTask, split_by_regions, wants_region_split
+from .onepass import splits_by_region, wants_one_pass
+from .pieces import SliceTask, split_by_regions
 from .readcost import ASSUMES, read_warning, reads_per_document, slice_estimates
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def describe_plan(settings: Settings, regions: list[tuple[bytes, bytes]] | None 
         "estimate": {"rows_read_per_document": round(reads_per_document(estimates), 2),
                      "assumes": ASSUMES},
         "window": {"start": format_time(settings.start_ms), "end": format_time(settings.end_ms)},
-        "split_by_region": wants_region_split(settings),  # what export will do
+        "split_by_region": splits_by_region(settings),  # what export will do
         "regions": None if regions is None else len(regions),  # known when asked for
         "slices": [{"index": s.index, "start": format_time(s.start_ms),
                     "end": format_time(s.end_ms),
