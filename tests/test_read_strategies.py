@@ -209,7 +209,10 @@ def test_one_pass_reads_each_row_about_once(servers, table, tmp_path, index):
         run_cli(export_args(servers, table_name(table), f"{index}-{name}", START,
                             START + n_slices * SLICE_MS, "1s", "--quiet", "--report", report,
                             *extra))
-        slices = read_report(report)["slices"]
+        data = read_report(report)
+        assert data["read"] == {"api": "thrift1", "path": {
+            "onepass": "thrift1 one pass", "perslice": "thrift1 per slice"}[name]}
+        slices = data["slices"]
         docs = sum(s["indexed"] for s in slices)
         assert docs == 400, name
         read[name] = sum(s["rows_read"] for s in slices) / docs
@@ -218,11 +221,14 @@ def test_one_pass_reads_each_row_about_once(servers, table, tmp_path, index):
 
 
 @integration
-def test_a_thrift2_server_that_does_not_answer_is_one_warning(servers, table, es, index):
+def test_a_thrift2_server_that_does_not_answer_is_one_warning(servers, table, es, index,
+                                                               tmp_path):
     put_row(table, "r1", {"cf:a": "x"}, START + 10)
     port = free_port()
+    report = tmp_path / "report.json"
     result = run_cli(export_args(servers, table_name(table), index, START, END, "1s",
-                                 "--quiet", "--thrift2", f"127.0.0.1:{port}"))
+                                 "--quiet", "--thrift2", f"127.0.0.1:{port}", "--report", report))
+    assert read_report(report)["read"] == {"api": "thrift1", "path": "thrift1 one pass"}
     lines = [line for line in result.stderr.splitlines() if "did not answer" in line]
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0], result.stderr
     assert "Traceback" not in result.output

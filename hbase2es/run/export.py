@@ -32,6 +32,7 @@ from .outcomes import outcome_error, outcome_status
 from .pieces import Checkpoint, RegionSplit, SliceTask
 from .plan import check_ledger_flags, plan_run, reexported, slice_ranges
 from .preflight import preflight
+from .readcost import read_path
 from .report import Progress, RunReport, SliceReport, record_rates
 from .stopping import StopRequest, stop_on_signals
 
@@ -230,6 +231,7 @@ class _SliceRun:
                                  docs_limit=self.settings.run.max_docs_per_second)
         self.progress.bar.update(len(self.report.slices) - len(self.todo))  # skipped ones
         self.settings = settings = _settled_api(self.settings)
+        self.report.read = {"api": settings.hbase.api, "path": read_path(settings)}
         executor = EXECUTORS[settings.run.executor]
         if wants_one_pass(settings):
             executor = OnePass(executor)
