@@ -171,6 +171,9 @@ def test_every_strategy_writes_the_same_documents(servers, thrift2_address, tabl
         report = run_export(_settings(servers, table, f"{index}-{name}", **keys))
         assert report.exit_code == ExitCode.OK, name
         reports[name] = report
+    assert reports["auto2"].read == {"api": "thrift2", "path": "thrift2 [start, end)"}
+    assert reports["onepass"].read == reports["regions"].read == {
+        "api": "thrift1", "path": "thrift1 one pass"}
     host, port = thrift2_address.rsplit(":", 1)
     for name, factor in (("sparse", 0), ("dense", 10 ** 6)):
         settings = _settings(servers, table, f"{index}-{name}", **{

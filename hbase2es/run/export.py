@@ -235,7 +235,7 @@ class _SliceRun:
         executor = EXECUTORS[settings.run.executor]
         if wants_one_pass(settings):
             executor = OnePass(executor)
-        if splits_by_region(self.settings):
+        if splits_by_region(settings, len(self.todo)):
             executor = RegionSplit(executor, table_regions(self.settings.hbase),
                                    slice_ranges(self.settings))
         tasks = [SliceTask(e.slice, resume=e.resume) if e.resume else e.slice for e in self.todo]

@@ -73,11 +73,13 @@ def wants_one_pass(settings) -> bool:
             and settings.delete_when is None)
 
 
-def splits_by_region(settings) -> bool:
-    """Whether export runs region pieces: ``[run] split_by_region`` if set; unset, on for
-    the row-key source and for passes. A pass per region costs one task per region (not
-    slices x regions), and it is what lets several workers share a pass."""
-    if settings.run.split_by_region is None and wants_one_pass(settings):
+def splits_by_region(settings, n_slices: int) -> bool:
+    """Whether export runs ``n_slices`` as region pieces: ``[run] split_by_region`` if
+    set; unset, on for the row-key source and for passes (two slices or more). A pass per
+    region costs one task per region (not slices x regions), and it is what lets several
+    workers share a pass. A lone slice is no pass: it keeps its checkpoints, which
+    region pieces do not send."""
+    if settings.run.split_by_region is None and wants_one_pass(settings) and n_slices > 1:
         return True
     return wants_region_split(settings)
 

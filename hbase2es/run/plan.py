@@ -141,7 +141,7 @@ def describe_plan(settings: Settings, regions: list[tuple[bytes, bytes]] | None 
         "estimate": {"rows_read_per_document": round(reads_per_document(estimates), 2),
                      "assumes": ASSUMES},
         "window": {"start": format_time(settings.start_ms), "end": format_time(settings.end_ms)},
-        "split_by_region": splits_by_region(settings),  # what export will do
+        "split_by_region": splits_by_region(settings, len(slices)),  # what export will do
         "regions": None if regions is None else len(regions),  # known when asked for
         "slices": [{"index": s.index, "start": format_time(s.start_ms),
                     "end": format_time(s.end_ms),
