@@ -281,3 +281,44 @@ max_docs_per_second = 400
     ref = es.search(index=f"{index}-ref", size=rows, version=True, sort=["_doc"])["hits"]["hits"]
     assert ({h["_id"]: (h["_source"], h["_version"]) for h in got}
             == {h["_id"]: (h["_source"], h["_version"]) for h in ref})
+
+
+@integration
+@pytest.mark.parametrize("cache_blocks", [False, True])
+def test_slice_scans_send_cache_blocks_to_both_apis(servers, thrift2_address, table,
+                                                    cache_blocks):
+    """The scans reach the real servers with the setting (recorded on the way there)."""
+    from hbase2es.hbase import open_reader
+    from hbase2es.settings import HBaseSettings
+
+    put_row(table, "r1", {"cf:a": "x"}, START + 10)
+    sent = []
+    for api, address in (("thrift1", servers.hbase), ("thrift2", thrift2_address)):
+        host, port = address.rsplit(":", 1)
+        reader = open_reader(HBaseSettings(host=host, port=int(port), table=table_name(table),
+                                           api=api, cache_blocks=cache_blocks))
+        try:
+            reader._open()
+            client = reader._conn.client if api == "thrift1" else reader._conn
+            name = "scannerOpenWithScan" if api == "thrift1" else "openScanner"
+            real = getattr(client, name)
+
+            def record(table_name_, scan, *rest, real=real):
+                sent.append((api, scan.cacheBlocks))
+                return real(table_name_, scan, *rest)
+            setattr(client, name, record)
+            rows = list(reader.scan(timestamp=END, min_timestamp=START))
+        finally:
+            reader.close()
+        assert [key for key, _, _ in rows] == [b"r1"], api
+    # Thrift2: the key-only scan and the span's range scan; Thrift1: the one scan.
+    assert {a for a, _ in sent} == {"thrift1", "thrift2"}
+    assert all(flag is cache_blocks for _, flag in sent), sent
+
+
+def test_cache_blocks_is_off_unless_the_file_says_so(tmp_path):
+    base = {"hbase.table": "t", "elasticsearch.index": "i", "window.start": str(START),
+            "window.end": str(END)}
+    assert load_settings(None, base, now_ms=T0).hbase.cache_blocks is False
+    config = write_config(tmp_path / "c.toml", "[hbase]\ncache_blocks = true\n")
+    assert load_settings(config, base, now_ms=T0).hbase.cache_blocks is True
