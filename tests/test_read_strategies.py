@@ -89,6 +89,14 @@ def test_plan_does_not_warn_on_the_default_path_or_over_thrift2():
     assert "thrift2 [start, end)" in _plan("--thrift2", "127.0.0.1:9091").stdout
 
 
+def test_plan_of_an_increment_over_thrift1_warns_about_history(tmp_path):
+    ledger = ["--incremental", "--ledger", str(tmp_path / "job.db")]
+    [line] = [w for w in _plan(*ledger).stderr.splitlines() if "whole history" in w]
+    assert "thrift2" in line, line
+    result = _plan(*ledger, "--thrift2", "127.0.0.1:9091")
+    assert "whole history" not in result.stderr and not _read_warnings(result)
+
+
 def test_plan_under_spark_warns_and_names_thrift2(tmp_path):
     config = write_config(tmp_path / "spark.toml", '[run]\nexecutor = "spark"\n')
     [line] = _read_warnings(_plan("--config", config))

@@ -56,9 +56,14 @@ def reads_per_document(estimates: list[dict]) -> float:
 def read_warning(settings, estimates: list[dict]) -> str | None:
     """One line when the plan reads more than WARN_READS_PER_DOC rows per document."""
     ratio = reads_per_document(estimates)
+    path = estimates[0]["strategy"] if estimates else ""
+    if settings.run.incremental and path.startswith("thrift1"):
+        # The estimate leaves history out; an increment is where it dominates.
+        return ("an incremental run over Thrift1 scans every row older than its end, the "
+                "table's whole history, each run: set [hbase] thrift2 = \"host:port\" of a "
+                "Thrift2 server (api = \"auto\") to read only the rows that changed")
     if ratio <= WARN_READS_PER_DOC:
         return None
-    path = estimates[0]["strategy"]
     why = "each slice scans every row older than its end"
     if path == "column filter, whole table":
         why = "each slice scans the whole table"
