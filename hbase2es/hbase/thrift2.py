@@ -16,7 +16,8 @@ slice ``[s, e)`` is read in two steps, both on the server:
    per found key; if it ends before, it was dense and the scan gave every row; if not,
    the found keys not reached yet are got. The scan reads at most that many rows per
    found key (the rows it read are used, never read twice), and keeps only the found
-   keys, so the rows are the same either way.
+   keys, so the rows are the same either way. After a sparse span the next 1, 2, 4 ...
+   (up to 16) spans go to multi-gets without a scan, so sparse data scans little.
 
 A scan without a lower bound is one plain time-ranged scan (there is nothing to skip).
 The scan loop, its reopening after faults and its backoff are the base class's
@@ -43,6 +44,9 @@ MAX_STAMP = 2 ** 63 - 1
 # there: below ~1 changed row in 20 multi-gets are cheaper; 8 leaves a margin for the
 # rows of other slices a range scan carries.
 DENSE_FACTOR = 8
+# After a span turned out sparse, the next spans skip the range scan: 1, 2, 4 ... up to
+# this many, so sparse data wastes almost no scanned rows and dense data is found again.
+MAX_SPANS_SKIPPED = 16
 
 STRATEGY = ("Thrift2: key-only scan of cells in [start, end) on the server, then those rows "
             "with cells older than end, by multi-gets where few rows changed and by a range "
@@ -108,6 +112,7 @@ class Thrift2Reader(ThriftReader):
         self.keys_scanned = 0  # row keys the time-ranged key-only scans found (step 1)
         self.dense_factor = DENSE_FACTOR  # 0: multi-gets only (tests force either path)
         self.spans_scanned = 0  # key spans of step 2 read by a range scan, not multi-gets
+        self._skipped, self._to_skip = 0, 0  # range scans left out after a sparse span
         super().__init__(settings)  # rows_read: whole rows fetched (step 2, or a plain scan)
 
     def _new_connection(self, timeout_ms: int) -> TClient:
@@ -185,7 +190,14 @@ class Thrift2Reader(ThriftReader):
 
     def _fetch(self, keys: list[bytes], query: ScanQuery) -> list:
         """Step 2 for one span of found keys: the rows whole, in key order."""
-        scanned, rest = self._scan_span(keys, query) if self.dense_factor > 0 else ([], keys)
+        scanned, rest = [], keys
+        if self.dense_factor > 0 and self._to_skip == 0:
+            scanned, rest = self._scan_span(keys, query)
+            # Sparse (keys left): leave the next 1, 2, 4 ... spans to multi-gets.
+            self._skipped = min(2 * self._skipped or 1, MAX_SPANS_SKIPPED) if rest else 0
+            self._to_skip = self._skipped
+        elif self._to_skip:
+            self._to_skip -= 1
         if not rest:
             return scanned
         got = self._conn.getMultiple(self.table, [
