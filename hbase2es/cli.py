@@ -23,9 +23,9 @@ from .run.report import setup_logging, summary_table, write_json
 from .settings import EXECUTORS, SUMMARIES
 from .signals import STOP_SIGNALS
 # SETTING_OF is re-exported: the precedence meta-tests read it from here.
-from .options import (AS_JSON, INCREMENTAL, LEDGER, LOOKBACK, REPORT, SETTING_OF,  # noqa: F401
-                      SPLIT_BY_REGION, WORKERS, build_settings, check_output_dirs, env_name,
-                      hbase_address, selection_options, setting_option, spark_conf_pairs,
+from .options import (AS_JSON, INCREMENTAL, LEDGER, LOOKBACK, ONE_PASS,  # noqa: F401
+                      REPORT, SETTING_OF, SPLIT_BY_REGION, THRIFT2, WORKERS, build_settings,
+                      check_output_dirs, env_name, hbase_address, selection_options, setting_option, spark_conf_pairs,
                       switch_option)
 
 log = logging.getLogger("hbase2es")
@@ -115,6 +115,8 @@ def cli():
          "No refresh and no replicas while writing; the previous settings are put "
          "back when the run ends, also after a failure or Ctrl-C.")
 @SPLIT_BY_REGION
+@ONE_PASS
+@THRIFT2
 @switch_option("refresh",
          "Refresh the indices written to when the export ends, so its documents are "
          "searchable at once (default: on; --bulk-load refreshes anyway).")
@@ -183,6 +185,8 @@ def export(**params):
                    "the document as indented JSON. Values over 200 characters are cut in "
                    "the text (it says so); with --json they are whole.")
 @SPLIT_BY_REGION
+@ONE_PASS
+@THRIFT2
 @LEDGER
 @INCREMENTAL
 @LOOKBACK

@@ -23,10 +23,21 @@ def check_hbase(hbase) -> None:
     if hbase.do_as and hbase.transport != "http":
         raise ConfigError("hbase.do_as needs transport = \"http\": HBase takes doAs only over "
                           "HTTP (hbase.thrift.support.proxyuser)")
+    if hbase.thrift2:
+        thrift2_address(hbase.thrift2)
     if hbase.keytab:
         _check_keytab(hbase.keytab)
     if hbase.ca_certs:
         _check_readable("hbase.ca_certs", hbase.ca_certs)
+
+
+def thrift2_address(text: str) -> tuple[str, int]:
+    """``[hbase] thrift2 = "host:port"`` as (host, port); ConfigError (exit 2) if not."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"hbase.thrift2 must be \"host:port\" of a Thrift2 server, "
+                          f"got {text!r}")
+    return host, int(port)
 
 
 def _check_keytab(path: str) -> None:

@@ -134,6 +134,15 @@ SPLIT_BY_REGION = switch_option(
     "Run each slice as one task per table region it touches, so several workers share "
     "a big slice (default: on for time_source = rowkey, off otherwise).")
 
+ONE_PASS = switch_option(
+    "one_pass",
+    "Cell time over Thrift1: read each key range once for all consecutive slices, not once "
+    "per slice (default on).")
+THRIFT2 = setting_option(
+    "hbase.thrift2", "--thrift2", name="thrift2", metavar="HOST:PORT",
+    help="HBase Thrift2 server beside the Thrift1 one: with api = auto, cell-time slices are "
+         "read through it, both time bounds on the server.")
+
 
 def build_settings(ctx: click.Context, *, need_window: bool = True) -> Settings:
     """What the user gave (flag, else env, as click resolved it) over the file over defaults.

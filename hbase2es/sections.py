@@ -17,7 +17,7 @@ TRANSPORTS = ("buffered", "framed", "http")
 HBASE_AUTHS = ("none", "kerberos")
 QOPS = ("auth", "auth-int", "auth-conf")  # SASL: authentication only, + integrity, + privacy
 PROTOCOLS = ("binary", "compact")
-HBASE_APIS = ("thrift1", "thrift2")
+HBASE_APIS = ("auto", "thrift1", "thrift2")
 TIME_SOURCES = ("cell", "rowkey", "column")
 START_METHODS = ("spawn", "forkserver")
 EXECUTORS = ("local", "spark")
@@ -42,7 +42,13 @@ class HBaseSettings:
     batch_size: int = 1000  # scanner caching: rows per Thrift round trip
     # What the server at host:port speaks: HBase's Thrift1 server (happybase) or its
     # Thrift2 server, which applies both bounds of a cell-time slice on the server.
-    api: str = "thrift1"
+    # "auto": Thrift1 at host:port, and cell-time slices through the Thrift2 server at
+    # ``thrift2`` when it is set and answers (hbase.choose_api).
+    api: str = "auto"
+    thrift2: str = ""  # "host:port" of a Thrift2 server beside the Thrift1 one (same auth)
+    # Scans that read a whole slice ask the region servers not to keep its blocks in their
+    # block cache, which online readers need more than a one-time export does.
+    cache_blocks: bool = False
     # Rows per second all readers of the run may take from the scans together (None: no
     # limit), in case the region servers are the fragile side.
     max_rows_per_second: float | None = None
@@ -139,6 +145,9 @@ class RunSettings:
     # One task per table region a slice touches; None = on for the rowkey source only.
     split_by_region: bool | None = None
     refresh: bool = True  # refresh the indices written to when the export ends
+    # Cell time over Thrift1: a task reads its key range once for a run of consecutive
+    # slices instead of once per slice (run.onepass); false = once per slice.
+    one_pass: bool = True
     # Documents and bulk bytes per second sent by all workers together (None: no limit).
     max_docs_per_second: float | None = None
     max_bytes_per_second: float | None = None

@@ -128,8 +128,9 @@ def test_updated_row_ends_in_newest_state_and_an_older_slice_rerun_is_stale(
     put_row(table, "u", {"cf:state": "new"}, t2)
     put_row(table, "other", {"cf:state": "only"}, T0 + 1100)
 
+    # Per slice (one pass would count "u" in slice 2 only: tests/test_read_strategies.py).
     _, report = _export(servers, table, index, T0, T0 + 3000, "1s", "--workers", "2",
-                        tmp_path=tmp_path)
+                        "--no-one-pass", tmp_path=tmp_path)
     # "u" belongs to slice 0 (state at t1) and to slice 2 (state at t2).
     assert _slice_counts(report, "rows") == [1, 1, 1]
     totals = report["totals"]
@@ -175,6 +176,7 @@ def _assert_newest(es, index, newest):
 def test_parallel_slices_always_end_in_the_newest_state(servers, table, es, index, tmp_path):
     newest, per_slice = _put_updated_rows(table, n_rows=60, n_slices=6)
     _, report = _export(servers, table, index, T0, T0 + 6000, "1s", "--workers", "2",
+                        "--no-one-pass",
                         tmp_path=tmp_path)
     # A row belongs to every slice it has a cell in: cells older than a slice's end.
     assert _slice_counts(report, "rows") == per_slice
@@ -295,11 +297,17 @@ def test_decode_error_policy_fail_fails_the_slice_with_exit_1(servers, table, es
     config = write_config(tmp_path / "job.toml",
                           '[mapping]\non_decode_error = "fail"\n' + MAPPING)
     result, report = _export(servers, table, index, T0, T0 + 2000, "1s", "--config", config,
-                             expect_exit=1, tmp_path=tmp_path)
+                             "--no-one-pass", expect_exit=1, tmp_path=tmp_path)
     assert [s["status"] for s in report["slices"]] == ["done", "failed"]
     assert "cf:n" in report["slices"][1]["error"]
     assert report["exit_code"] == 1
     assert set(read_index(es, index)) == {"ok"}
+    assert "Traceback" not in result.output
+    # One pass reads both slices in one scan: the row fails the pass, so both slices.
+    result, report = _export(servers, table, f"{index}-pass", T0, T0 + 2000, "1s", "--config",
+                             config, expect_exit=1, tmp_path=tmp_path, report_name="pass.json")
+    assert [s["status"] for s in report["slices"]] == ["failed", "failed"]
+    assert all("cf:n" in s["error"] for s in report["slices"])
     assert "Traceback" not in result.output
 
 
@@ -465,6 +473,7 @@ def test_two_workers_share_the_slices(servers, table, es, index, tmp_path, monke
     for i in range(6):
         put_row(table, f"r{i}", {"cf:v": str(i)}, T0 + i * 1000 + 5)
     _, report = _export(servers, table, index, T0, T0 + 6000, "1s", "--workers", "2",
+                        "--no-one-pass",
                         tmp_path=tmp_path)
     assert report["totals"]["indexed"] == 6 == count_docs(es, index)
     assert sorted(pids) == list(range(6))

@@ -20,7 +20,8 @@ MAX_FUNCTION_LINES = 60
 PURE = ("hbase2es.timewindow", "hbase2es.timesource", "hbase2es.timecodec", "hbase2es.mapping",
         "hbase2es.indexname", "hbase2es.sections", "hbase2es.search.chunking", "hbase2es.backoff",
         "hbase2es.decoders",
-        "hbase2es.run.pieces", "hbase2es.errors", "hbase2es.infer", "hbase2es.inferwindow",
+        "hbase2es.run.pieces", "hbase2es.run.onepass", "hbase2es.run.readcost",
+        "hbase2es.errors", "hbase2es.infer", "hbase2es.inferwindow",
         "hbase2es.jobfile", "hbase2es.mappingconfig", "hbase2es.run.throttle", "hbase2es.deletes",
         "hbase2es.search.product")
 IO_PACKAGES = ("hbase2es.hbase", "hbase2es.search.engine", "hbase2es.search.writer",

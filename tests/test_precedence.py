@@ -21,7 +21,7 @@ from hbase2es.settings import BOOLEAN_WORDS, SECTIONS, Settings
 
 # Every boolean setting the command line can set, as the user types it.
 SWITCHES = ["quiet", "resume", "incremental", "create_index", "bulk_load", "split_by_region",
-            "refresh", "adaptive"]
+            "refresh", "adaptive", "one_pass"]
 FALSE_WORDS = ["false", "0", "no", "off", "OFF", "False"]
 TRUE_WORDS = ["true", "1", "yes", "on", "YES", "True"]
 
@@ -209,6 +209,8 @@ KEYS = [
     ("--max-bytes-per-second", "run.max_bytes_per_second", 1_000_000, "2000000", "3000000",
      (1e6, 2e6, 3e6)),
     ("--max-rows-per-second", "hbase.max_rows_per_second", 10, "20", "30", (10.0, 20.0, 30.0)),
+    ("--thrift2", "hbase.thrift2", "h1:9091", "h2:9092", "h3:9093",
+     ("h1:9091", "h2:9092", "h3:9093")),
     ("--metrics-file", "run.metrics_file", "f.prom", "e.prom", "g.prom",
      ("f.prom", "e.prom", "g.prom")),
     ("--metrics-interval", "run.metrics_interval", 5, "2.5", "60", (5.0, 2.5, 60.0)),

@@ -85,7 +85,12 @@ def hbase_conf(servers):
 
 def config(tmp_path, *, bulk_docs: int = 200, batch_size: int = 500, retry_seconds: float = 120,
            grace_seconds: float = 30, extra: str = "") -> str:
-    """A TOML config: small bulks and scanner batches make a run last several seconds."""
+    """A TOML config: small bulks and scanner batches make a run last several seconds.
+
+    Per slice (one_pass = false): the tests kill workers mid-slice while slices finish one
+    by one; one pass would read the window as one task (tests/test_read_strategies.py
+    kills a pass).
+    """
     return write_config(tmp_path / "job.toml", f"""
 [hbase]
 batch_size = {batch_size}
@@ -94,6 +99,7 @@ bulk_docs = {bulk_docs}
 retry_seconds = {retry_seconds}
 [run]
 grace_seconds = {grace_seconds}
+one_pass = false
 {extra}
 """)
 

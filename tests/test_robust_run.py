@@ -61,7 +61,11 @@ def loaded(servers):
 
 
 def job_config(tmp_path: Path, extra: str = "") -> str:
-    """Small bulks and scanner batches: a slice of 2,000 rows takes a second or more."""
+    """Small bulks and scanner batches: a slice of 2,000 rows takes a second or more.
+
+    Per slice (one_pass = false): these tests follow slices finishing one by one, and
+    two workers each mid-slice; one pass would read the window as one task.
+    """
     return write_config(tmp_path / "job.toml", f"""
 [hbase]
 batch_size = 200
@@ -69,6 +73,7 @@ batch_size = 200
 bulk_docs = 100
 [run]
 grace_seconds = 60
+one_pass = false
 {extra}
 """)
 

@@ -119,22 +119,22 @@ def test_row_of_joins_family_and_qualifier_and_takes_the_newest_cell():
     assert row_of(result) == ({b"cf:a": b"1", b"meta:": b"2", b"cf:b": b"3"}, 9)
 
 
-def test_api_setting_defaults_to_thrift1_and_rejects_other_names():
+def test_api_setting_defaults_to_auto_and_rejects_other_names():
     base = {"hbase.table": "t", "elasticsearch.index": "i", "window.start": str(T0),
             "window.end": str(T0 + 7_200_000)}
-    assert load_settings(None, base, now_ms=T0).hbase.api == "thrift1"
+    assert load_settings(None, base, now_ms=T0).hbase.api == "auto"
     assert load_settings(None, {**base, "hbase.api": "thrift2"}, now_ms=T0).hbase.api == "thrift2"
     with pytest.raises(ConfigError) as info:
         load_settings(None, {**base, "hbase.api": "thrift3"}, now_ms=T0)
     assert info.value.exit_code == ExitCode.USAGE
-    assert "hbase.api" in str(info.value) and "thrift1, thrift2" in str(info.value)
+    assert "hbase.api" in str(info.value) and "auto, thrift1, thrift2" in str(info.value)
 
 
 def test_plan_names_the_api_and_the_server_side_strategy():
     base = {"hbase.table": "t", "elasticsearch.index": "i", "window.start": str(T0),
             "window.end": str(T0 + 7_200_000)}
     two = describe_plan(load_settings(None, {**base, "hbase.api": "thrift2"}, now_ms=T0))
-    one = describe_plan(load_settings(None, base, now_ms=T0))
+    one = describe_plan(load_settings(None, {**base, "hbase.api": "thrift1"}, now_ms=T0))
     assert (one["api"], two["api"]) == ("thrift1", "thrift2")
     assert "Thrift2" in two["strategy"] and "[start, end)" in two["strategy"]
     assert "Thrift1" in one["strategy"]
@@ -180,6 +180,7 @@ def test_boundary_rows_and_later_updates_match_thrift1_and_the_model(readers, ta
     for key, column, value, ts in puts:
         put_row(table, key, {column: value}, ts)
     one, two = readers
+    two.dense_factor = 0  # sparse: every changed row by multi-get (dense below)
 
     slices = split_window(start, end, 1000)
     got_one = [_slice_rows(one, s) for s in slices]
@@ -201,6 +202,10 @@ def test_boundary_rows_and_later_updates_match_thrift1_and_the_model(readers, ta
     assert two.rows_read == sum(map(len, expected)) == 11
     assert two.keys_scanned == two.rows_read
     assert one.rows_read > 2 * two.rows_read
+    # Dense: every key span by one range scan gives the same rows.
+    two.dense_factor = 10 ** 6
+    assert [_slice_rows(two, s) for s in slices] == expected
+    assert two.spans_scanned >= len(slices)
 
 
 @integration
@@ -219,6 +224,7 @@ def test_many_versions_across_many_slices_give_the_same_rows_and_counts(readers,
         if i % 7 == 3:  # some columns deleted (all versions up to a time inside the window)
             table.delete(key.encode(), columns=[b"cf:v"], timestamp=rng.randrange(start, end))
     one, two = readers
+    two.dense_factor = 0  # sparse first: rows_read is then exactly the slices' rows
 
     slices = split_window(start, end, slice_ms)
     got_one = [_slice_rows(one, s) for s in slices]
@@ -231,6 +237,11 @@ def test_many_versions_across_many_slices_give_the_same_rows_and_counts(readers,
     assert sum(1 for c in counts if c) >= n_slices - 1 and sum(counts) > 40, counts
     assert two.rows_read == sum(counts)
     assert one.rows_read > 3 * two.rows_read, (one.rows_read, two.rows_read, versions)
+    # The adaptive default and a forced range scan of every span give the same rows.
+    for factor in (thrift2_reader.DENSE_FACTOR, 10 ** 6):
+        two.dense_factor = factor
+        assert [_slice_rows(two, s) for s in slices] == got_one, factor
+    assert two.spans_scanned > 0
 
 
 @integration
@@ -277,6 +288,7 @@ def test_scan_reopens_after_the_server_drops_the_scanner(readers, table, thrift2
     puts.append((b"r05", b"cf:v", b"older", T0 - 1))  # an older version the slice must not show
     put_row(table, b"r05", {b"cf:v": b"older"}, T0 - 1)
     _, two = readers
+    two.dense_factor = 0  # multi-gets: the only scanner is the key-only one being dropped
     scanners: list[int] = []
     connect = thrift2_reader.connect_thrift2
     monkeypatch.setattr(thrift2_reader, "connect_thrift2",
@@ -356,23 +368,29 @@ def test_export_through_thrift2_writes_the_same_documents_as_thrift1(
     put_row(table, "at_end", {"cf:a": "x"}, end)
 
     reports = {}
-    for api, address in (("thrift1", servers.hbase), ("thrift2", thrift2_address)):
+    # "thrift1": once per slice; "onepass": the Thrift1 default, one scan for all slices.
+    for name, api, address in (("thrift1", "thrift1", servers.hbase),
+                               ("onepass", "thrift1", servers.hbase),
+                               ("thrift2", "thrift2", thrift2_address)):
         host, port = _address(address)
         settings = load_settings(None, {
             "hbase.host": host, "hbase.port": port, "hbase.table": table_name(table),
             "hbase.api": api, "elasticsearch.hosts": [servers.es],
-            "elasticsearch.index": f"{index}-{api}", "window.start": str(start),
+            "elasticsearch.index": f"{index}-{name}", "window.start": str(start),
             "window.end": str(end), "window.slice": "1s", "run.workers": 2, "run.quiet": True,
+            "run.one_pass": name == "onepass",
         }, now_ms=T0)
         report = run_export(settings)
-        assert report.exit_code == ExitCode.OK, api
-        reports[api] = report
+        assert report.exit_code == ExitCode.OK, name
+        reports[name] = report
 
-    docs = {api: {k: (h["_source"], h["_version"]) for k, h in
-                  read_index(es, f"{index}-{api}").items()} for api in reports}
-    assert docs["thrift1"] == docs["thrift2"]
+    docs = {name: {k: (h["_source"], h["_version"]) for k, h in
+                   read_index(es, f"{index}-{name}").items()} for name in reports}
+    assert docs["thrift1"] == docs["thrift2"] == docs["onepass"]
     assert "on_boundary" in docs["thrift2"] and "at_end" not in docs["thrift2"]
     assert len(docs["thrift2"]) >= 20
     rows = {api: [(s.rows, s.indexed + s.stale) for s in r.slices] for api, r in reports.items()}
     assert rows["thrift1"] == rows["thrift2"]
+    # One pass counts a row once, in the slice of its newest cell: as many rows as documents.
+    assert sum(n for n, _ in rows["onepass"]) == len(docs["onepass"])
     assert all(n for n, _ in rows["thrift2"])

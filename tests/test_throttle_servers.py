@@ -94,7 +94,8 @@ def test_a_documents_rate_holds_for_the_whole_run_across_workers(servers, es, in
     args = ["export", "--hbase", servers.hbase, "--table", loaded_table, "--es", servers.es,
             "--index", index, "--start", str(T0), "--end", str(T0 + SLICES * SLICE_MS),
             "--slice", "1m", "--workers", str(workers), "--max-docs-per-second", str(LIMIT),
-            "--metrics-file", prom, "--metrics-interval", "1", "--report", report, "--quiet"]
+            "--metrics-file", prom, "--metrics-interval", "1", "--report", report, "--quiet",
+            "--no-one-pass"]  # per slice: the workers share the window and the limit
     started = time.monotonic()
     with ExportProcess(args, tmp_path) as run:
         counts, files = _watch(run, es, index, prom, timeout=120)
@@ -146,7 +147,8 @@ def test_a_rows_limit_holds_the_hbase_scans_of_all_workers(servers, es, index, t
     args = ["export", "--config", config, "--hbase", servers.hbase, "--table", loaded_table,
             "--es", servers.es, "--index", index, "--start", str(T0),
             "--end", str(T0 + slices * SLICE_MS), "--slice", "1m", "--workers", "2",
-            "--max-rows-per-second", str(limit), "--report", report, "--quiet"]
+            "--max-rows-per-second", str(limit), "--report", report, "--quiet",
+            "--no-one-pass"]  # per slice: the reads counted above, on both workers
     with ExportProcess(args, tmp_path) as run:
         assert run.wait(90) == 0, run.output()
     data = read_report(report)
@@ -188,6 +190,7 @@ slice = "1m"
 [run]
 workers = 4
 quiet = true
+one_pass = false
 """)
     settings = load_settings(cfg, now_ms=int(time.time() * 1000))
     injection = throttle_tasks.Injection(multiprocessing.get_context("spawn"), PRESSURE_ROWS,

@@ -399,7 +399,8 @@ def split_table(servers):
     ("rowkey", None),  # default: split
     ("rowkey", "--no-split-by-region"),
     ("cell", "--split-by-region"),
-    ("cell", None),  # default: not split
+    ("cell", None),  # default: one pass per region
+    ("cell", "--no-one-pass"),  # per slice: not split by default
 ])
 def test_region_split_counts_are_exact_and_pieces_spread_over_workers(
         servers, es, index, tmp_path, split_table, source, flag):
@@ -415,7 +416,7 @@ def test_region_split_counts_are_exact_and_pieces_spread_over_workers(
     assert [s["indexed"] for s in report["slices"]] == per_slice
     assert all(s["status"] == "done" for s in report["slices"])
     split = report.get("region_split")
-    if flag == "--no-split-by-region" or (source == "cell" and flag is None):
+    if flag in ("--no-split-by-region", "--no-one-pass"):
         assert split is None
     else:
         assert split["regions"] == 4

@@ -12,10 +12,10 @@ from thriftpy2.thrift import TApplicationException
 from thriftpy2.transport import TTransportException
 
 from .base import PROBE_TIMEOUT_MS, RECOVERABLE, Row, ScanQuery, ThriftReader, describe
-from .transport import Hbase_thrift, connect_thrift1
+from .transport import Hbase_thrift, connect_thrift1, hbase1scan
 
 IllegalArgument = Hbase_thrift.IllegalArgument
-TScan = Hbase_thrift.TScan
+TScan = hbase1scan.TScan
 
 
 class ScannerExpired(Exception):
@@ -60,7 +60,8 @@ class Thrift1Reader(ThriftReader):
     def _open_scanner(self, start: bytes, query: ScanQuery) -> int:
         scan = TScan(startRow=start or None, stopRow=query.row_stop or None,
                      timestamp=query.timestamp, columns=query.columns,
-                     caching=self.settings.batch_size, filterString=query.filter)
+                     caching=self.settings.batch_size, filterString=query.filter,
+                     cacheBlocks=self.settings.cache_blocks)
         return self._conn.client.scannerOpenWithScan(self.table, scan, {})
 
     def _next_rows(self, scanner: int, query: ScanQuery) -> tuple[list[Row], bytes | None]:

@@ -7,8 +7,17 @@ slice ``[s, e)`` is read in two steps, both on the server:
 1. a key-only scan with time range ``[s, e)`` finds the rows that have a cell in the
    slice. A row has a cell in ``[s, e)`` exactly when its newest cell older than ``e`` is
    at or after ``s``, which is the slice rule of the Thrift1 reader plus the slice job;
-2. batched multi-gets with time range ``[0, e)`` fetch those rows whole: each column's
-   newest value older than ``e``, as the Thrift1 scan returns it.
+2. those rows are fetched whole with time range ``[0, e)``: each column's newest value
+   older than ``e``, as the Thrift1 scan returns it. Per batch of keys step 1 found (a
+   key span), either by multi-gets (few changed rows), or by one range scan over the
+   span (many): a scanned row costs the server ~20x less than a got one, so when most
+   rows of a span changed, scanning them all is cheaper. The switch is made per span
+   from what step 1 found: the span is scanned until it has given ``DENSE_FACTOR`` rows
+   per found key; if it ends before, it was dense and the scan gave every row; if not,
+   the found keys not reached yet are got. The scan reads at most that many rows per
+   found key (the rows it read are used, never read twice), and keeps only the found
+   keys, so the rows are the same either way. After a sparse span the next 1, 2, 4 ...
+   (up to 16) spans go to multi-gets without a scan, so sparse data scans little.
 
 A scan without a lower bound is one plain time-ranged scan (there is nothing to skip).
 The scan loop, its reopening after faults and its backoff are the base class's
@@ -31,8 +40,17 @@ KEY_ONLY_FILTER = b"KeyOnlyFilter() AND FirstKeyOnlyFilter()"
 # HBase's "all time" upper bound (Long.MAX_VALUE) for a scan with a start but no end.
 MAX_STAMP = 2 ** 63 - 1
 
-STRATEGY = ("Thrift2: key-only scan of cells in [start, end) on the server, then multi-gets "
-            "of those rows with cells older than end")
+# A span is range-scanned while it yields at most this many rows per key step 1 found
+# there: below ~1 changed row in 20 multi-gets are cheaper; 8 leaves a margin for the
+# rows of other slices a range scan carries.
+DENSE_FACTOR = 8
+# After a span turned out sparse, the next spans skip the range scan: 1, 2, 4 ... up to
+# this many, so sparse data wastes almost no scanned rows and dense data is found again.
+MAX_SPANS_SKIPPED = 16
+
+STRATEGY = ("Thrift2: key-only scan of cells in [start, end) on the server, then those rows "
+            "with cells older than end, by multi-gets where few rows changed and by a range "
+            "scan of the key span where many did")
 
 
 def table_name(name: str) -> "hbase2.TTableName":
@@ -92,6 +110,9 @@ class Thrift2Reader(ThriftReader):
 
     def __init__(self, settings):
         self.keys_scanned = 0  # row keys the time-ranged key-only scans found (step 1)
+        self.dense_factor = DENSE_FACTOR  # 0: multi-gets only (tests force either path)
+        self.spans_scanned = 0  # key spans of step 2 read by a range scan, not multi-gets
+        self._skipped, self._to_skip = 0, 0  # range scans left out after a sparse span
         super().__init__(settings)  # rows_read: whole rows fetched (step 2, or a plain scan)
 
     def _new_connection(self, timeout_ms: int) -> TClient:
@@ -150,7 +171,8 @@ class Thrift2Reader(ThriftReader):
         return self._conn.openScanner(self.table, hbase2.TScan(
             startRow=start or None, stopRow=query.row_stop or None,
             columns=thrift_columns(query.columns), caching=self.settings.batch_size,
-            maxVersions=1, timeRange=find_range, filterString=find_filter))
+            maxVersions=1, timeRange=find_range, filterString=find_filter,
+            cacheBlocks=self.settings.cache_blocks))
 
     def _next_rows(self, scanner: int, query: ScanQuery) -> tuple[list[Row], bytes | None]:
         found = self._conn.getScannerRows(scanner, self.settings.batch_size)
@@ -158,16 +180,59 @@ class Thrift2Reader(ThriftReader):
             return [], None
         self.keys_scanned += len(found)
         if self._two_step(query):
-            columns, fetch_range = thrift_columns(query.columns), time_range(None, query.timestamp)
-            results = self._conn.getMultiple(self.table, [
-                hbase2.TGet(row=r.row, columns=columns, timeRange=fetch_range, maxVersions=1,
-                            filterString=query.filter) for r in found])
+            results = self._fetch([r.row for r in found], query)
         else:
             results = found
+            self.rows_read += len(found)
         # A row deleted between the two steps comes back empty.
         rows = [(r.row, *row_of(r)) for r in results if r is not None and r.columnValues]
-        self.rows_read += len(rows)
         return rows, found[-1].row
+
+    def _fetch(self, keys: list[bytes], query: ScanQuery) -> list:
+        """Step 2 for one span of found keys: the rows whole, in key order."""
+        scanned, rest = [], keys
+        if self.dense_factor > 0 and self._to_skip == 0:
+            scanned, rest = self._scan_span(keys, query)
+            # Sparse (keys left): leave the next 1, 2, 4 ... spans to multi-gets.
+            self._skipped = min(2 * self._skipped or 1, MAX_SPANS_SKIPPED) if rest else 0
+            self._to_skip = self._skipped
+        elif self._to_skip:
+            self._to_skip -= 1
+        if not rest:
+            return scanned
+        got = self._conn.getMultiple(self.table, [
+            hbase2.TGet(row=key, columns=thrift_columns(query.columns),
+                        timeRange=time_range(None, query.timestamp), maxVersions=1,
+                        filterString=query.filter) for key in rest])
+        self.rows_read += sum(1 for r in got if r is not None and r.columnValues)
+        return scanned + got
+
+    def _scan_span(self, keys: list[bytes], query: ScanQuery) -> tuple[list, list[bytes]]:
+        """Range-scan ``[keys[0], keys[-1]]`` with cells older than the end, for at most
+        ``dense_factor`` rows per key: the found rows it gave, and the keys it did not reach."""
+        wanted, budget = set(keys), self.dense_factor * len(keys)
+        out: list = []
+        reached = b""
+        scanner = self._conn.openScanner(self.table, hbase2.TScan(
+            startRow=keys[0], stopRow=keys[-1] + b"\x00", columns=thrift_columns(query.columns),
+            caching=min(self.settings.batch_size, budget), maxVersions=1,
+            timeRange=time_range(None, query.timestamp), filterString=query.filter,
+            cacheBlocks=self.settings.cache_blocks))
+        try:
+            read = 0
+            while read < budget:
+                batch = self._conn.getScannerRows(scanner, min(self.settings.batch_size,
+                                                               budget - read))
+                if not batch:
+                    self.spans_scanned += 1
+                    return out, []
+                read += len(batch)
+                self.rows_read += len(batch)
+                out.extend(r for r in batch if r.row in wanted)
+                reached = batch[-1].row
+        finally:
+            self._close_scanner(scanner)
+        return out, [key for key in keys if key > reached]
 
     def _close_scanner_call(self, scanner: int) -> None:
         self._conn.closeScanner(scanner)

@@ -53,6 +53,11 @@ Hbase_thrift = thriftpy2.load(str(resources.files("happybase") / "Hbase.thrift")
 hbase2 = thriftpy2.load(str(resources.files("hbase2es.hbase") / "hbase2.thrift"),
                         module_name="hbase2es_thrift2_thrift")
 
+# The Thrift1 scan with HBase 2's cacheBlocks field, which happybase's IDL lacks; thriftpy2
+# writes a struct by its own spec, so scannerOpenWithScan sends it as it is.
+hbase1scan = thriftpy2.load(str(resources.files("hbase2es.hbase") / "hbase1scan.thrift"),
+                            module_name="hbase2es_thrift1scan_thrift")
+
 PROTOCOLS = {"binary": TBinaryProtocol, "compact": TCompactProtocol}
 
 

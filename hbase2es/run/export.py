@@ -14,20 +14,25 @@ import logging
 import threading
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 
 from ..errors import ExitCode, Hbase2esError
+from ..hbase import choose_api, describe_strategy
 from ..hbase.regions import table_regions
 from ..pool import Outcome, Progress as ProgressEvent, Started
 from ..search import engine, indexsetup
 from ..settings import Settings
+from ..timesource import time_source
 from . import metrics
 from .executors import EXECUTORS
 from .ledger import Ledger, job_definition
 from .limiter import RunLimiter
+from .onepass import OnePass, splits_by_region, wants_one_pass
 from .outcomes import outcome_error, outcome_status
-from .pieces import Checkpoint, RegionSplit, SliceTask, wants_region_split
+from .pieces import Checkpoint, RegionSplit, SliceTask
 from .plan import check_ledger_flags, plan_run, reexported, slice_ranges
 from .preflight import preflight
+from .readcost import read_path
 from .report import Progress, RunReport, SliceReport, record_rates
 from .stopping import StopRequest, stop_on_signals
 
@@ -225,8 +230,12 @@ class _SliceRun:
         self.progress = Progress(len(self.report.slices), quiet=self.settings.run.quiet,
                                  docs_limit=self.settings.run.max_docs_per_second)
         self.progress.bar.update(len(self.report.slices) - len(self.todo))  # skipped ones
-        executor = EXECUTORS[self.settings.run.executor]
-        if wants_region_split(self.settings):
+        self.settings = settings = _settled_api(self.settings)
+        self.report.read = {"api": settings.hbase.api, "path": read_path(settings)}
+        executor = EXECUTORS[settings.run.executor]
+        if wants_one_pass(settings):
+            executor = OnePass(executor)
+        if splits_by_region(settings, len(self.todo)):
             executor = RegionSplit(executor, table_regions(self.settings.hbase),
                                    slice_ranges(self.settings))
         tasks = [SliceTask(e.slice, resume=e.resume) if e.resume else e.slice for e in self.todo]
@@ -267,6 +276,16 @@ class _SliceRun:
             _write_ledger(self.ledger, entry)
         before = entry.resume.indexed if entry.resume is not None and outcome.status == "ok" else 0
         self.progress.slice_finished(entry, announced + before)
+
+
+def _settled_api(settings: Settings) -> Settings:
+    """The settings with ``[hbase] api = "auto"`` settled (one probe, in the parent), so
+    every worker reads through the same server; logs how slices are read."""
+    hbase = choose_api(settings.hbase, settings.window.time_source)
+    settings = replace(settings, hbase=hbase) if hbase != settings.hbase else settings
+    log.info("reading slices: %s", describe_strategy(hbase, time_source(settings.window),
+                                                     wants_one_pass(settings)))
+    return settings
 
 
 def _record(entry: SliceReport, outcome: Outcome) -> None:

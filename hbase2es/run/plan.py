@@ -15,7 +15,9 @@ from ..indexname import IndexTemplate
 from ..settings import Settings
 from ..timesource import show_bytes, time_source
 from ..timewindow import Slice, format_time, split_window
-from .pieces import SliceTask, split_by_regions, wants_region_split
+from .onepass import splits_by_region, wants_one_pass
+from .pieces import SliceTask, split_by_regions
+from .readcost import ASSUMES, read_warning, reads_per_document, slice_estimates
 
 log = logging.getLogger(__name__)
 
@@ -129,19 +131,22 @@ def describe_plan(settings: Settings, regions: list[tuple[bytes, bytes]] | None 
         for task, owner in zip(tasks, owners):
             pieces.setdefault(owner, []).append(task)
     marks = _incremental_marks(settings, ledger, slices)
+    estimates = slice_estimates(settings, len(slices))
     out = {
         "table": settings.hbase.table,
         "index": settings.elasticsearch.index,
         "time_source": source.name,
         "api": settings.hbase.api,
-        "strategy": describe_strategy(settings.hbase, source),
+        "strategy": describe_strategy(settings.hbase, source, wants_one_pass(settings)),
+        "estimate": {"rows_read_per_document": round(reads_per_document(estimates), 2),
+                     "assumes": ASSUMES},
         "window": {"start": format_time(settings.start_ms), "end": format_time(settings.end_ms)},
-        "split_by_region": wants_region_split(settings),  # what export will do
+        "split_by_region": splits_by_region(settings, len(slices)),  # what export will do
         "regions": None if regions is None else len(regions),  # known when asked for
         "slices": [{"index": s.index, "start": format_time(s.start_ms),
                     "end": format_time(s.end_ms),
                     "indices": template.names_between(s.start_ms, s.end_ms),
-                    **marks.get(i, {}),
+                    **marks.get(i, {}), **estimates[i],
                     **_slice_scans(source, s, pieces.get(i, []) if regions is not None else None)}
                    for i, s in enumerate(slices)],
     }
@@ -175,6 +180,9 @@ def plan_warnings(settings: Settings) -> list[str]:
     template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
     source = time_source(settings.window)
     warnings = []
+    reads = read_warning(settings, slice_estimates(settings, len(plan_run(settings))))
+    if reads is not None:
+        warnings.append(reads)
     # A cell or column time changes when the row is updated; a row-key time never does.
     if source.name in ("cell", "column") and not template.is_static:
         warnings.append(

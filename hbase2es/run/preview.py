@@ -27,6 +27,7 @@ def render_plan(data: dict) -> str:
     lines = [f"table {data['table']} -> index {data['index']}",
              f"time source: {data['strategy']}",
              f"HBase API: {data.get('api', 'thrift1')}",
+             *_estimate_line(data.get("estimate")),
              *_region_line(data),
              *_incremental_line(data.get("incremental")),
              f"window [{data['window']['start']}, {data['window']['end']}) in "
@@ -37,6 +38,7 @@ def render_plan(data: dict) -> str:
         shown = ", ".join(names[:MAX_NAMES_SHOWN]) + (
             f" (+{len(names) - MAX_NAMES_SHOWN} more)" if len(names) > MAX_NAMES_SHOWN else "")
         lines.append(f"  {s['index']:>4}  [{s['start']}, {s['end']})  -> {shown}"
+                     + _cost_note(s)
                      + _ranges_note(s, data.get("time_source"))
                      + ("  (again: lookback)" if s.get("reexport") else "")
                      + ("  (skipped: done)" if s.get("skip") else ""))
@@ -51,6 +53,20 @@ def render_plan(data: dict) -> str:
     if "sample" in data and not data["sample"]:
         lines.append("sample: no row in the window")
     return "\n".join(lines)
+
+
+def _estimate_line(estimate: dict | None) -> list[str]:
+    if not estimate:
+        return []
+    return [f"rows read per document (estimate): ~{estimate['rows_read_per_document']:g} "
+            f"({estimate['assumes']})"]
+
+
+def _cost_note(s: dict) -> str:
+    """A slice's read strategy and its estimated rows to read / to write."""
+    if "strategy" not in s:
+        return ""
+    return f"  [{s['strategy']}: read ~{s['read']:g}, write ~{s['write']:g}]"
 
 
 def _sample_lines(doc: dict) -> tuple[list[str], int]:

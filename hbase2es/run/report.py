@@ -81,6 +81,7 @@ class RunReport:
     bulk_load: dict | None = None  # search.indexsetup: indices, previous settings, restored
     bulk_load_restore_failed: list[str] = field(default_factory=list)  # curl commands
     spark: dict | None = None  # run.spark: master, application id
+    read: dict | None = None  # how the slices were read: settled api, path (run.readcost)
     # run.limiter: 429s, back-offs and the concurrency limit; and the achieved rates.
     pressure: dict | None = None
     throughput: dict | None = None
@@ -103,7 +104,7 @@ class RunReport:
                "reexported": self.reexported(),
                "exit_code": int(self.exit_code), "interrupted": self.interrupted,
                "seconds": round(self.seconds, 3)}
-        for name in ("region_split", "bulk_load", "spark", "pressure", "throughput"):
+        for name in ("region_split", "bulk_load", "spark", "pressure", "throughput", "read"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.bulk_load_restore_failed:

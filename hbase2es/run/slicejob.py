@@ -47,6 +47,7 @@ from ..timesource import time_source
 from ..timewindow import Slice
 from .limiter import RunLimiter
 from .workerjob import JobResources, close_job, open_job, run_task
+from .onepass import PassTask, slot_finder
 from .pieces import Checkpoint, SliceTask, clip_scan
 from .throttle import bulk_caps, read_batch
 
@@ -105,14 +106,22 @@ class _Mark:
     rows: int
     decode_failed: int
     skipped_fields: int
+    slot: int | None = None  # in a pass: the position of the row's slice
 
 
 class _SliceCounts:
-    """The running counts of one slice attempt, and the checkpoints it sends."""
+    """The running counts of one slice attempt, and the checkpoints it sends.
 
-    def __init__(self, base: Checkpoint | None, progress: Callable[[dict], None] | None):
+    In a pass (run.onepass) there is one per slice, ``slot`` its position: its messages
+    name it and carry no checkpoint, and its document counts are the writer's group.
+    """
+
+    def __init__(self, base: Checkpoint | None, progress: Callable[[dict], None] | None,
+                 slice_: Slice, slot: int | None = None):
         self.base = base or Checkpoint(b"")
         self.progress = progress
+        self.slice = slice_
+        self.slot = slot
         self.rows = 0
         self.decode_failed = 0  # rows dead-lettered before reaching the writer
         self.skipped_fields = 0  # on_decode_error = skip-field: counted and logged, not silent
@@ -121,8 +130,13 @@ class _SliceCounts:
         self.writer: BulkWriter | None = None
         self.deletes: DeleteTally | None = None  # with [mapping] delete_when
 
+    @property
+    def tally(self):
+        """The writer's counts of this slice's documents."""
+        return self.writer.counts if self.slot is None else self.writer.group(self.slot)
+
     def mark(self, key: bytes) -> _Mark:
-        return _Mark(key, self.rows, self.decode_failed, self.skipped_fields)
+        return _Mark(key, self.rows, self.decode_failed, self.skipped_fields, self.slot)
 
     def settled(self, mark: _Mark) -> None:
         """The writer's on_settled: send a checkpoint at the bulk's last row."""
@@ -143,11 +157,14 @@ class _SliceCounts:
         """Send what changed since the last message, so the parent can simply add."""
         if self.progress is None:
             return
-        indexed = self.writer.counts.indexed
+        indexed = self.tally.indexed
         if (self.rows, indexed) == self.sent and checkpoint is None:
             return
-        self.progress({"rows": self.rows - self.sent[0], "indexed": indexed - self.sent[1],
-                       "checkpoint": asdict(checkpoint) if checkpoint is not None else None})
+        message = {"rows": self.rows - self.sent[0], "indexed": indexed - self.sent[1],
+                   "checkpoint": asdict(checkpoint) if checkpoint is not None else None}
+        if self.slot is not None:
+            message["slot"] = self.slot
+        self.progress(message)
         self.sent = (self.rows, indexed)
         self.last_report = time.monotonic()
 
@@ -182,70 +199,107 @@ class SliceExporter(JobResources):
         time never changes for a key."""
         return not self.template.is_static and self.source.name in ("cell", "column")
 
-    def _scans(self, task: SliceTask) -> list:
+    def _scans(self, task: SliceTask | PassTask) -> list:
         """The slice's scans in key order, clipped to the task's key range and its resume
         point (keys after ``resume.last_key``)."""
         scans = sorted(self.source.scans(task.slice), key=lambda spec: spec.row_start)
         if task.key_range is not None:
             scans = [c for c in (clip_scan(spec, *task.key_range) for spec in scans)
                      if c is not None]
-        if task.resume is not None:
-            after = task.resume.last_key + b"\x00"  # the first key a resumed scan may read
+        resume = getattr(task, "resume", None)
+        if resume is not None:
+            after = resume.last_key + b"\x00"  # the first key a resumed scan may read
             scans = [spec for spec in scans if not spec.row_stop or spec.row_stop > after]
         return scans
 
-    def run(self, task: Slice | SliceTask, progress: Callable[[dict], None] | None = None
-            ) -> SliceResult:
-        """Export the rows of a slice, a region piece of one, or a resumed slice."""
+    def run(self, task: Slice | SliceTask | PassTask,
+            progress: Callable[[dict], None] | None = None) -> SliceResult | list[SliceResult]:
+        """Export the rows of a slice, a region piece of one, a resumed slice, or a pass
+        over consecutive slices (a list of results, one per slice)."""
         started = time.monotonic()
-        task = task if isinstance(task, SliceTask) else SliceTask(task)
-        slice_ = task.slice
-        es = self.settings.elasticsearch
-        counts = _SliceCounts(task.resume, progress)
+        task = task if isinstance(task, (SliceTask, PassTask)) else SliceTask(task)
+        if isinstance(task, PassTask):
+            slots = [_SliceCounts(None, progress, s, i) for i, s in enumerate(task.slices)]
+            find = slot_finder(task.slices)
+
+            def counts_at(t: int) -> _SliceCounts | None:
+                i = find(t)
+                return None if i is None else slots[i]
+            resume = None
+        else:
+            slots = [_SliceCounts(task.resume, progress, task.slice)]
+            lo, hi = task.slice.start_ms, task.slice.end_ms
+
+            def counts_at(t: int) -> _SliceCounts | None:
+                return slots[0] if lo <= t < hi else None
+            resume = task.resume
+        writer, copies = self._writer(slots)
+        rows_read_before = self.reader.rows_read
+        after = resume.last_key if resume is not None else None
+        for spec in self._scans(task):
+            self._export_scan(spec, after, writer, counts_at)
+        writer.flush()
+        results = [self._result(counts) for counts in slots]
+        # What the pass read and how long it took belong to all its slices: the reads and
+        # the moves go to the last one (totals stay right), the seconds are shared.
+        last = results[-1]
+        last.rows_read = self.reader.rows_read - rows_read_before
+        if copies is not None:
+            last.moved, last.move_conflicts = copies.moved, copies.conflicts
+        seconds = round((time.monotonic() - started) / len(results), 3)
+        for result in results:
+            result.seconds = seconds
+        return results if isinstance(task, PassTask) else last
+
+    def _writer(self, slots: list[_SliceCounts]) -> tuple[BulkWriter, CopyRemover | None]:
+        """The bulk writer all of a task's slices share, and its copy remover."""
+        es, run = self.settings.elasticsearch, self.settings.run
 
         def rejected(rejection: Rejection) -> None:
             stage, document = dead_letter_parts(rejection.item)
-            self._dead_letter(rejection.key.key, slice_, stage, rejection.error_type or
-                              f"HTTP {rejection.status}", rejection.reason, document)
+            self._dead_letter(rejection.key.key, slots[rejection.key.slot or 0].slice, stage,
+                              rejection.error_type or f"HTTP {rejection.status}",
+                              rejection.reason, document)
 
         copies = (CopyRemover(self.client, self.template, es.retry_seconds)
                   if self.rows_can_move() else None)
+        deletes = None
         if self.settings.delete_when is not None:
             client = self.client
-            counts.deletes = DeleteTally(lambda payload: engine.bulk(
+            deletes = DeleteTally(lambda payload: engine.bulk(
                 client, payload, filter_path=FILTER_PATH))
-        run = self.settings.run
+        if len(slots) == 1:
+            on_settled, group_of = slots[0].settled, None
+        else:  # a pass: progress for each slice, no checkpoint
+            def on_settled(mark: _Mark) -> None:
+                for counts in slots:
+                    counts.report(None)
+            group_of = _slot_of
         max_docs, max_bytes = bulk_caps(es.bulk_docs, es.bulk_bytes, run.max_docs_per_second,
                                         run.max_bytes_per_second)
         writer = BulkWriter(self.client, max_docs=max_docs, max_bytes=max_bytes,
                             retry_seconds=es.retry_seconds, on_failure=rejected,
-                            on_settled=counts.settled, send=counts.deletes,
+                            on_settled=on_settled, send=deletes, group_of=group_of,
                             on_written=copies.after_bulk if copies is not None else None,
                             around_send=self.limiter.around_send if self.limiter else None)
-        counts.writer = writer
-        rows_read_before = self.reader.rows_read
-        after = task.resume.last_key if task.resume is not None else None
-        for spec in self._scans(task):
-            self._export_scan(spec, slice_, after, writer, counts)
-        writer.flush()
-        result = self._result(task, counts, started, self.reader.rows_read - rows_read_before)
-        if copies is not None:
-            result.moved, result.move_conflicts = copies.moved, copies.conflicts
-        return result
+        for counts in slots:
+            counts.writer, counts.deletes = writer, deletes
+        return writer, copies
 
-    def _export_scan(self, spec, slice_: Slice, after: bytes | None, writer: BulkWriter,
-                     counts: _SliceCounts) -> None:
+    def _export_scan(self, spec, after: bytes | None, writer: BulkWriter, counts_at) -> None:
+        """Export the rows of one scan; ``counts_at(row time)`` is the counts of the slice
+        the row belongs to, None for a row outside the task's slices."""
         mapping = self.settings.mapping
         rule = self.settings.delete_when
         drop_on_decode = mapping.on_decode_error == "dead-letter"
         render, row_time = self.template.render, self.source.row_time
-        start_ms, end_ms = slice_.start_ms, slice_.end_ms
         take_row = self.take_row
         for key, values, newest in self.reader.scan(**spec.scan_kwargs(), after=after):
             if take_row is not None:  # [hbase] max_rows_per_second, for every row read
                 take_row()
             t = row_time(key, values, newest)
-            if t < start_ms or t >= end_ms:
+            counts = counts_at(t)
+            if counts is None:
                 continue
             counts.rows += 1
             if rule is not None and rule.matches(values):
@@ -261,33 +315,31 @@ class SliceExporter(JobResources):
             if errors:
                 if drop_on_decode:
                     counts.decode_failed += 1
-                    self._dead_letter(key, slice_, "decode", "DecodeError",
+                    self._dead_letter(key, counts.slice, "decode", "DecodeError",
                                       "; ".join(str(e) for e in errors), document)
                     continue
                 counts.skipped_fields += len(errors)
             writer.index(render(t), document_id(key), t, document, counts.mark(key))
             counts.maybe_report()
 
-    def _result(self, task: SliceTask, counts: _SliceCounts, started: float,
-                rows_read: int) -> SliceResult:
-        c, base = counts.writer.counts, counts.base
+    def _result(self, counts: _SliceCounts) -> SliceResult:
+        c, base = counts.tally, counts.base
         failed = c.failed + counts.decode_failed
         # Every row of the slice ends as indexed (a soft delete that landed counts here too),
         # stale or a counted failure: a row that is none of these would be a document lost
         # without a trace, so the slice is not done.
         accounted = c.indexed + c.stale + failed
         if accounted != counts.rows:
-            raise Hbase2esError(f"slice {task.slice}: {counts.rows} rows read but only "
+            raise Hbase2esError(f"slice {counts.slice}: {counts.rows} rows read but only "
                                 f"{accounted} indexed, stale or failed; the slice is not done")
         counts.report(None)
-        s = task.slice
+        s = counts.slice
         deleted = counts.deletes.deleted if counts.deletes is not None else 0
         return SliceResult(
             s.index, s.start_ms, s.end_ms, rows=base.rows + counts.rows,
             indexed=base.indexed + c.indexed - deleted, deleted=deleted,
             stale=base.stale + c.stale,
             failed=base.failed + failed, skipped_fields=base.skipped_fields + counts.skipped_fields,
-            rows_read=rows_read, seconds=round(time.monotonic() - started, 3),
             resumed_after=base.rows)
 
     def _dead_letter(self, key: bytes, slice_: Slice, stage: str, error_type: str, reason: str,
@@ -298,6 +350,10 @@ class SliceExporter(JobResources):
         else:
             log.warning("slice %s: row %r not indexed (%s: %s); give --dead-letter FILE to keep "
                         "such rows", slice_, key[:100], error_type, reason[:200])
+
+
+def _slot_of(mark: _Mark) -> int:
+    return mark.slot
 
 
 def open_worker(settings: Settings, limiter: RunLimiter | None = None) -> None:

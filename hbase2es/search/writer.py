@@ -72,7 +72,8 @@ class BulkWriter:
                  on_written: Callable[[list[bytes]], None] | None = None,
 
                  around_send: Callable[[Callable[[bytes], dict]], Callable[[bytes], dict]]
-                 | None = None):
+                 | None = None,
+                 group_of: Callable[[object], object] | None = None):
         self.client = client
         self.chunker = Chunker(max_docs, max_bytes)
         self.retry_seconds = retry_seconds
@@ -90,6 +91,19 @@ class BulkWriter:
         if around_send is not None:
             self.send = around_send(self.send)
         self.counts = BulkCounts()
+        # Counts per group as well (``group_of(key)``): one writer for several slices.
+        self.group_of = group_of
+        self.groups: dict[object, BulkCounts] = {}
+
+    def group(self, name: object) -> BulkCounts:
+        """The counts of one group (``group_of``); zero until a document of it settles."""
+        return self.groups.setdefault(name, BulkCounts())
+
+    def _tally(self, key: object, outcome: str) -> None:
+        setattr(self.counts, outcome, getattr(self.counts, outcome) + 1)
+        if self.group_of is not None:
+            counts = self.group(self.group_of(key))
+            setattr(counts, outcome, getattr(counts, outcome) + 1)
 
     def index(self, index: str, doc_id: str, version: int, document: dict, key: object) -> None:
         """Add one document, unless the engine would refuse its action: then it fails
@@ -158,7 +172,7 @@ class BulkWriter:
         return []
 
     def _fail(self, rejection: Rejection) -> None:
-        self.counts.failed += 1
+        self._tally(rejection.key, "failed")
         self.on_failure(rejection)
 
     def _request(self, chunk: Chunk, retry) -> dict:
@@ -192,6 +206,9 @@ class BulkWriter:
                                    f"{len(chunk)}")
         if not response.get("errors"):
             self.counts.indexed += len(chunk)
+            if self.group_of is not None:
+                for key in chunk.keys:
+                    self.group(self.group_of(key)).indexed += 1
             written.extend(chunk.items)
             return Chunk()
         again = Chunk()
@@ -199,10 +216,10 @@ class BulkWriter:
             outcome = next(iter(result.values()))
             status = outcome.get("status", 0)
             if 200 <= status < 300:
-                self.counts.indexed += 1
+                self._tally(key, "indexed")
                 written.append(item)
             elif status == 409:
-                self.counts.stale += 1
+                self._tally(key, "stale")
             elif status in RETRY_STATUSES:
                 again.add(item, key)
             else:
