@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from ..docaddress import id_scheme, routing_template
 from ..errors import ConfigError, ExitCode, Hbase2esError
 from .pieces import Checkpoint
 
@@ -77,7 +78,7 @@ def job_definition(settings) -> dict:
     for key in ("start", "end", "slice"):  # the same job may be cut and extended freely
         window.pop(key, None)
     mapping = settings.mapping
-    return {
+    definition = {
         "table": settings.hbase.table,
         "index": settings.elasticsearch.index,
         "window": window,
@@ -89,6 +90,14 @@ def job_definition(settings) -> dict:
             "on_decode_error": mapping.on_decode_error,
         },
     }
+    # Issue 17: another id scheme or routing would write the same rows as other documents
+    # and strand the ones written so far. Only when set, so older ledgers keep matching.
+    if mapping.id_template is not None:
+        definition["id"] = id_scheme(mapping)
+    routing = routing_template(settings.elasticsearch.routing)
+    if routing is not None:
+        definition["routing"] = routing
+    return definition
 
 
 def job_identity(definition: dict) -> str:

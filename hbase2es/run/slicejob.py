@@ -37,7 +37,8 @@ from ..deletes import DeleteTally, dead_letter_parts, soft_delete_action
 from ..errors import Hbase2esError
 from ..hbase import open_reader
 from ..indexname import IndexTemplate
-from ..mapping import DecodeError, build_document, document_id
+from ..docaddress import Addressing, MissingValue
+from ..mapping import DecodeError, build_document
 from ..search import engine
 from ..search.copies import CopyRemover
 from ..search.deadletter import DeadLetterFile, dead_letter_record
@@ -174,6 +175,7 @@ class SliceExporter(JobResources):
             self.reader.close()
             raise
         self.template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
+        self.addressing = Addressing.of(settings)
         self.source = time_source(settings.window)
 
     def rows_can_move(self) -> bool:
@@ -239,6 +241,7 @@ class SliceExporter(JobResources):
         rule = self.settings.delete_when
         drop_on_decode = mapping.on_decode_error == "dead-letter"
         render, row_time = self.template.render, self.source.row_time
+        pipeline = self.addressing.pipeline
         start_ms, end_ms = slice_.start_ms, slice_.end_ms
         take_row = self.take_row
         for key, values, newest in self.reader.scan(**spec.scan_kwargs(), after=after):
@@ -248,9 +251,14 @@ class SliceExporter(JobResources):
             if t < start_ms or t >= end_ms:
                 continue
             counts.rows += 1
+            address = self._address(key, values, slice_, counts)
+            if address is None:
+                continue
+            doc_id, routing = address
             if rule is not None and rule.matches(values):
-                writer.add(soft_delete_action(rule, render(t), document_id(key), t,
-                                              mapping.timestamp_field), counts.mark(key))
+                writer.add(soft_delete_action(rule, render(t), doc_id, t,
+                                              mapping.timestamp_field, routing),
+                           counts.mark(key))
                 counts.maybe_report()
                 continue
             try:
@@ -265,8 +273,26 @@ class SliceExporter(JobResources):
                                       "; ".join(str(e) for e in errors), document)
                     continue
                 counts.skipped_fields += len(errors)
-            writer.index(render(t), document_id(key), t, document, counts.mark(key))
+            writer.index(render(t), doc_id, t, document, counts.mark(key), routing, pipeline)
             counts.maybe_report()
+
+    def _address(self, key: bytes, values: dict, slice_: Slice,
+                 counts: "_SliceCounts") -> tuple[str, str | None] | None:
+        """The row's ``(_id, routing)``, or None when a column they need is missing and
+        ``mapping.on_decode_error`` sends the row to the dead letters (``skip-field``
+        leaves the routing out; an id cannot be left out)."""
+        addressing = self.addressing
+        policy = self.settings.mapping.on_decode_error
+        try:
+            return (addressing.doc_id(key, values),
+                    addressing.route(key, values, missing_ok=policy == "skip-field"))
+        except MissingValue as exc:
+            if policy == "fail":
+                raise Hbase2esError(f"row {key!r}: {exc} (mapping.on_decode_error = fail)") \
+                    from None
+            counts.decode_failed += 1
+            self._dead_letter(key, slice_, "decode", "MissingValue", str(exc), None)
+            return None
 
     def _result(self, task: SliceTask, counts: _SliceCounts, started: float,
                 rows_read: int) -> SliceResult:

@@ -19,11 +19,11 @@ import shlex
 import signal
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from . import engine
 from ..backoff import Backoff
-from ..errors import ConfigError
+from ..errors import ConfigError, UnavailableError
 from ..indexname import IndexTemplate
 from ..settings import ElasticsearchSettings, Settings
 from ..signals import handling_stop_signals
@@ -360,6 +360,24 @@ def bulk_load(client, settings: Settings, names: list[str], report=None):
         record["restored"] = not failed
         if failed and report is not None:
             report.bulk_load_restore_failed = failed
+
+
+def check_pipeline(es: ElasticsearchSettings) -> None:
+    """``elasticsearch.pipeline`` must exist: else every document would fail in its bulk
+    item (400), one dead letter per row. UnavailableError (exit 3) before anything runs."""
+    if not es.pipeline:
+        return
+    client = engine.make_client(es)
+    try:
+        engine.call(client, "GET", f"/_ingest/pipeline/{quote(es.pipeline, safe='')}")
+    except engine.EngineError as exc:
+        if exc.status != 404:
+            raise
+        raise UnavailableError(f"elasticsearch.pipeline: the ingest pipeline {es.pipeline!r} "
+                               f"does not exist (GET _ingest/pipeline answered 404); create it "
+                               f"first") from None
+    finally:
+        client.close()
 
 
 @contextmanager
