@@ -363,21 +363,38 @@ def bulk_load(client, settings: Settings, names: list[str], report=None):
 
 
 def check_pipeline(es: ElasticsearchSettings) -> None:
-    """``elasticsearch.pipeline`` must exist: else every document would fail in its bulk
-    item (400), one dead letter per row. UnavailableError (exit 3) before anything runs."""
+    """``elasticsearch.pipeline`` must exist and have a node to run it: else every bulk
+    would be refused. UnavailableError (exit 3) before anything is written."""
     if not es.pipeline:
         return
     client = engine.make_client(es)
     try:
-        engine.call(client, "GET", f"/_ingest/pipeline/{quote(es.pipeline, safe='')}")
+        problem = _pipeline_problem(client, es.pipeline)
+    finally:
+        client.close()
+    if problem is not None:
+        raise UnavailableError(f"elasticsearch.pipeline: {problem}")
+
+
+def _pipeline_problem(client, name: str) -> str | None:
+    try:
+        engine.call(client, "GET", f"/_ingest/pipeline/{quote(name, safe='')}")
     except engine.EngineError as exc:
         if exc.status != 404:
             raise
-        raise UnavailableError(f"elasticsearch.pipeline: the ingest pipeline {es.pipeline!r} "
-                               f"does not exist (GET _ingest/pipeline answered 404); create it "
-                               f"first") from None
-    finally:
-        client.close()
+        return (f"the ingest pipeline {name!r} does not exist (GET _ingest/pipeline answered "
+                f"404); create it first")
+    try:
+        found = engine.call(client, "GET", "/_nodes/ingest:true",
+                            params={"filter_path": "_nodes.total"})
+    except engine.EngineError as exc:
+        if exc.status in (401, 403):  # the credentials may not list nodes: bulks will tell
+            return None
+        raise
+    if int((found or {}).get("_nodes", {}).get("total", 0)) == 0:
+        return (f"no node of the cluster has the ingest role, so no document can go through "
+                f"pipeline {name!r} (every bulk would answer 500)")
+    return None
 
 
 @contextmanager
