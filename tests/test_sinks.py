@@ -131,6 +131,14 @@ def sources_and_versions(docs: dict[str, dict]) -> dict[str, tuple[dict, int]]:
     return {doc_id: (d["source"], d["version"]) for doc_id, d in docs.items()}
 
 
+def job_toml(sink, table, index: str, more: str = "") -> str:
+    """A whole job file for an in-process exporter: servers, index, ``more`` lines of
+    [elasticsearch] (and any table after them), this file's mapping."""
+    host, port = sink.hbase.rsplit(":", 1)
+    return (f'[hbase]\ntable = "{table_name(table)}"\nhost = "{host}"\nport = {port}\n'
+            f'[elasticsearch]\nhosts = ["{sink.url}"]\nindex = "{index}"\n{more}\n{MAPPING}')
+
+
 def export(hbase: str, url: str, table, index: str, *extra, start: int = START, end: int = END,
            expect_exit: int | None = 0, env: dict | None = None, tmp_path: Path,
            config: str = ""):
@@ -229,16 +237,7 @@ class BusyOnce:
 def test_busy_documents_are_resent_until_they_land(sink, sink_index, table, tmp_path,
                                                    monkeypatch):
     load_rows(table)
-    cfg = write_config(tmp_path / "job.toml", f"""
-[hbase]
-table = "{table_name(table)}"
-host = "{sink.hbase.rsplit(':', 1)[0]}"
-port = {sink.hbase.rsplit(':', 1)[1]}
-[elasticsearch]
-hosts = ["{sink.url}"]
-index = "{sink_index}"
-bulk_docs = 6
-{MAPPING}""")
+    cfg = write_config(tmp_path / "job.toml", job_toml(sink, table, sink_index, "bulk_docs = 6"))
     settings = load_settings(cfg, {"window.start": str(START), "window.end": str(END)},
                              now_ms=END)
     busy = BusyOnce({row_key(i) for i in range(0, ROWS, 3)})
@@ -468,18 +467,8 @@ def _pipeline_failures_are_dead_letters(sink, index: str, table, pipeline: str,
     """Past preflight, a pipeline that fails a document (here: it was deleted) makes that
     document a dead letter of stage "index"; the slice goes on and is done."""
     dead = tmp_path / "pipeline-dead.ndjson"
-    cfg = write_config(tmp_path / "gone.toml", f"""
-[hbase]
-table = "{table_name(table)}"
-host = "{sink.hbase.rsplit(':', 1)[0]}"
-port = {sink.hbase.rsplit(':', 1)[1]}
-[elasticsearch]
-hosts = ["{sink.url}"]
-index = "{index}-gone"
-pipeline = "{pipeline}"
-[run]
-dead_letter = "{dead}"
-{MAPPING}""")
+    cfg = write_config(tmp_path / "gone.toml", job_toml(
+        sink, table, f"{index}-gone", f'pipeline = "{pipeline}"\n[run]\ndead_letter = "{dead}"'))
     settings = load_settings(cfg, {"window.start": str(START), "window.end": str(END)},
                              now_ms=END)
     exporter = SliceExporter(settings)
