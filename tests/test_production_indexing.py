@@ -183,3 +183,20 @@ def test_a_ledger_refuses_another_id_scheme_or_routing(servers, table, es, index
                         expect_exit=2)
     assert f"belongs to another job (differs in: {differs})" in result.stderr
     assert read_index(es, index).keys() == before.keys()
+
+
+@pytest.mark.integration
+def test_plan_sample_shows_the_id_routing_and_pipeline_the_export_sends(
+        servers, table, es, index, tmp_path):
+    put_row(table, "row-1", {"cf:tenant": "acme"}, T0 + 10)
+    cfg = write_config(tmp_path / "plan.toml", (
+        '[elasticsearch]\nrouting = { column = "cf:tenant" }\npipeline = "p1"\n'
+        '[mapping]\nid = { template = "{cf:tenant}:{key}" }\n' + COLUMNS))
+    args = ["plan", "--config", cfg, "--hbase", servers.hbase, "--es", servers.es, "--table",
+            table_name(table), "--index", index, *WINDOW, "--sample", "1"]
+    [doc] = orjson.loads(run_cli([*args, "--json"]).stdout)["sample"]
+    assert (doc["_id"], doc["routing"], doc["pipeline"]) == ("acme:row-1", "acme", "p1")
+    action = next(line for line in run_cli(args).stdout.splitlines()
+                  if line.startswith('{"index"'))
+    header = orjson.loads(action)["index"]
+    assert (header["_id"], header["routing"], header["pipeline"]) == ("acme:row-1", "acme", "p1")
