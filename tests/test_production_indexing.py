@@ -200,3 +200,30 @@ def test_plan_sample_shows_the_id_routing_and_pipeline_the_export_sends(
                   if line.startswith('{"index"'))
     header = orjson.loads(action)["index"]
     assert (header["_id"], header["routing"], header["pipeline"]) == ("acme:row-1", "acme", "p1")
+
+
+@pytest.mark.integration
+def test_a_routed_row_moved_to_another_daily_index_leaves_one_document(
+        servers, table, es, index, tmp_path):
+    """The older copy is deleted with the routing it was written with: on three shards a
+    delete without it would mostly miss (and leave two documents of one row)."""
+    day1, day = 1_700_006_400_000 + 36_000_000, 86_400_000  # 10:00 on 2023-11-15
+    rows = [f"r{i}" for i in range(8)]
+    for i, key in enumerate(rows):
+        put_row(table, key, {"cf:tenant": f"t{i}"}, day1 + i)
+    config = ('[elasticsearch]\nrouting = { column = "cf:tenant" }\n'
+              '[elasticsearch.index_settings]\nnumber_of_shards = 3\nnumber_of_replicas = 0\n'
+              + COLUMNS)
+    cfg = write_config(tmp_path / "moved.toml", config)
+    args = ["export", "--config", cfg, "--hbase", servers.hbase, "--table", table_name(table),
+            "--es", servers.es, "--index", f"{index}-{{time:%Y.%m.%d}}", "--start",
+            str(day1 - 36_000_000), "--end", str(day1 + 2 * day), "--slice", "1d",
+            "--workers", "1", "--create-index"]
+    run_cli(args)
+    for i, key in enumerate(rows):
+        put_row(table, key, {"cf:x": "updated"}, day1 + day + i)
+    run_cli(args)
+    docs = read_index(es, f"{index}-*")
+    assert sorted(docs) == rows  # one document per row
+    assert {h["_index"] for h in docs.values()} == {f"{index}-2023.11.16"}
+    assert {d: h["_routing"] for d, h in docs.items()} == {k: f"t{i}" for i, k in enumerate(rows)}
