@@ -196,3 +196,35 @@ def check_addressing(mapping, routing: dict, pipeline: str | None) -> None:
                                  f"(a template reads mapped columns only)")
     if pipeline is not None and not pipeline.strip():
         raise ValueError("elasticsearch.pipeline must be a pipeline name, got an empty one")
+
+
+META_KEY = "hbase2es"  # under the index mapping's _meta
+
+
+def addressing_meta(settings) -> dict:
+    """What an index hbase2es creates records of how its documents are addressed."""
+    return {"id": id_scheme(settings.mapping),
+            "routing": routing_template(settings.elasticsearch.routing) or ""}
+
+
+def with_addressing_meta(mappings: dict, settings) -> dict:
+    """The mappings of an index to create, with ``_meta.hbase2es`` added."""
+    meta = dict(mappings.get("_meta") or {})
+    meta[META_KEY] = addressing_meta(settings)
+    return {**mappings, "_meta": meta}
+
+
+def addressing_conflicts(existing: dict[str, dict], settings) -> list[str]:
+    """Existing indices (name -> mappings) whose ``_meta`` records another id scheme or
+    routing than this job's: writing there would leave their documents stranded."""
+    want = addressing_meta(settings)
+    out = []
+    for name, mappings in existing.items():
+        have = ((mappings or {}).get("_meta") or {}).get(META_KEY)
+        if not isinstance(have, dict):
+            continue  # not created by hbase2es (or before issue 17): nothing recorded
+        for key, setting in (("id", "mapping.id"), ("routing", "elasticsearch.routing")):
+            if have.get(key, want[key]) != want[key]:
+                out.append(f"{setting}: index {name} was written with {key} "
+                           f"{have[key] or 'none'!r}, this job's is {want[key] or 'none'!r}")
+    return out

@@ -227,3 +227,26 @@ def test_a_routed_row_moved_to_another_daily_index_leaves_one_document(
     assert sorted(docs) == rows  # one document per row
     assert {h["_index"] for h in docs.values()} == {f"{index}-2023.11.16"}
     assert {d: h["_routing"] for d, h in docs.items()} == {k: f"t{i}" for i, k in enumerate(rows)}
+
+
+@pytest.mark.integration
+def test_an_index_created_by_hbase2es_refuses_another_id_scheme_or_routing_without_a_ledger(
+        servers, table, es, index, tmp_path):
+    put_row(table, "r1", {"cf:tenant": "t1"}, T0 + 10)
+    routed = '[elasticsearch]\nrouting = { column = "cf:tenant" }\n' + COLUMNS
+    _export(servers, table, index, tmp_path, routed, "--create-index")
+    meta = es.indices.get_mapping(index=index)[index]["mappings"]["_meta"]["hbase2es"]
+    assert meta == {"id": "rowkey", "routing": "{cf:tenant}"}
+    before = read_index(es, index)
+    for config, says in [
+            (COLUMNS, "elasticsearch.routing: index " + index + " was written with routing "
+                      "'{cf:tenant}', this job's is 'none'"),
+            ('[mapping]\nid = { template = "{cf:tenant}-{key}" }\n' + routed,
+             "mapping.id: index " + index + " was written with id 'rowkey'")]:
+        put_row(table, "r1", {"cf:tenant": "t1", "cf:n": "again"}, T0 + 20)
+        result, _ = _export(servers, table, index, tmp_path, config, expect_exit=2)
+        lines = [line for line in result.stderr.splitlines() if "error" in line]
+        assert len(lines) == 1 and says in lines[0], result.stderr
+        assert read_index(es, index) == before  # nothing written
+    _export(servers, table, index, tmp_path, routed)  # the same job goes on
+    assert read_index(es, index)["r1"]["_version"] == T0 + 20

@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from . import engine
 from ..backoff import Backoff
+from ..docaddress import addressing_conflicts, with_addressing_meta
 from ..errors import ConfigError, UnavailableError
 from ..indexname import IndexTemplate
 from ..settings import ElasticsearchSettings, Settings
@@ -182,14 +183,7 @@ def create_indices(client, settings: Settings, names: list[str]) -> list[str]:
     any index is created or any document is sent. Returns the names created.
     """
     es = settings.elasticsearch
-    existing: dict[str, dict] = {}  # name as the run writes it -> its mappings
-    for chunk in _chunks(names):
-        found = engine.get_mapping(client, ",".join(chunk))
-        for name in chunk:
-            if name in found:
-                existing[name] = found[name]
-            elif engine.index_exists(client, name):  # an alias: check what it points to
-                existing[name] = next(iter(engine.get_mapping(client, name).values()), {})
+    existing = refuse_other_addressing(client, settings, names)
     conflicts = [f"index {name}: {text}" for name, mappings in existing.items()
                  for text in mapping_conflicts(mappings, es.mappings)]
     if conflicts:
@@ -202,7 +196,8 @@ def create_indices(client, settings: Settings, names: list[str]) -> list[str]:
         if name in existing:
             continue
         try:
-            made = engine.create_index(client, name, es.index_settings, es.mappings)
+            made = engine.create_index(client, name, es.index_settings,
+                                       with_addressing_meta(es.mappings, settings))
         except engine.CONNECTION_ERRORS:  # a subclass of the API errors in 7.x: exit 3
             raise
         except engine.API_ERRORS as exc:
@@ -215,6 +210,27 @@ def create_indices(client, settings: Settings, names: list[str]) -> list[str]:
                  "index" if len(created) == 1 else "indices", _show(created))
         warn_field_count(settings)
     return created
+
+
+def refuse_other_addressing(client, settings: Settings, names: list[str], *,
+                            aliases: bool = True) -> dict[str, dict]:
+    """The mappings of the indices among ``names`` that exist; ConfigError (exit 2, nothing
+    written) when one records another id scheme or routing in its ``_meta``. ``aliases``
+    also looks behind names that are aliases (one request per name that is no index)."""
+    existing: dict[str, dict] = {}  # name as the run writes it -> its mappings
+    for chunk in _chunks(names):
+        found = engine.get_mapping(client, ",".join(chunk))
+        for name in chunk:
+            if name in found:
+                existing[name] = found[name]
+            elif aliases and engine.index_exists(client, name):  # an alias: what it points to
+                existing[name] = next(iter(engine.get_mapping(client, name).values()), {})
+    problems = addressing_conflicts(existing, settings)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ConfigError(f"{'; '.join(problems[:3])}{more}: its documents would be stranded; "
+                          f"write to a new index")
+    return existing
 
 
 def _warn_existing_limits(client, settings: Settings, names: list[str]) -> None:
@@ -401,7 +417,7 @@ def _pipeline_problem(client, name: str) -> str | None:
 def prepared_indices(settings: Settings, slices: list[Slice], report=None):
     """What an export does around its pool: create indices and/or enter bulk-load mode."""
     run = settings.run
-    if not (run.create_index or run.bulk_load) or not slices:
+    if not slices:
         yield
         return
     names = index_names(settings, slices)
@@ -409,6 +425,8 @@ def prepared_indices(settings: Settings, slices: list[Slice], report=None):
     try:
         if run.create_index:
             create_indices(client, settings, names)
+        else:  # one request per 100 names; what aliases point to is not looked up
+            refuse_other_addressing(client, settings, names, aliases=False)
         if run.bulk_load:
             with bulk_load(client, settings, names, report):
                 yield
