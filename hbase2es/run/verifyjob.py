@@ -10,7 +10,9 @@ end, so the scan uses ``KeyOnlyFilter``: values are emptied on the server, every
 timestamp is kept. ``FirstKeyOnlyFilter`` would be wrong here: it keeps the first column
 only, whose timestamp need not be the newest, and rows would fall out of their slice. A
 row-key source needs only the keys; a column source needs only its time column. With
-``--compare-fields`` the rows are read whole, to rebuild their documents.
+``--compare-fields`` the rows are read whole, to rebuild their documents; so they are when
+the ids or the routing are made from columns (``[mapping] id``, ``elasticsearch.routing``;
+the column source reads just those columns besides its own).
 
 A document's ``_version`` is the row time it was written from (external versioning), so
 a version older than the row's time means the newer state never arrived ("older"); a
