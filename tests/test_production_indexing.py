@@ -136,6 +136,21 @@ def test_soft_deletes_carry_the_routing_so_the_routed_document_goes(
     assert read_index(es, index) == {}  # every delete reached the routed shard
 
 
+@pytest.mark.integration
+def test_reconcile_deletes_routed_orphans_on_their_shard(servers, table, es, index, tmp_path):
+    es.indices.create(index=index, settings={"number_of_shards": 3, "number_of_replicas": 0})
+    for i in range(6):
+        put_row(table, f"r{i}", {"cf:tenant": f"t{i}"}, T0 + 10 + i)
+    config = '[elasticsearch]\nrouting = { column = "cf:tenant" }\n' + COLUMNS
+    _export(servers, table, index, tmp_path, config)
+    for i in range(1, 6):
+        table.delete(f"r{i}".encode())
+    cfg = write_config(tmp_path / "reconcile.toml", config)
+    run_cli(["reconcile", "--config", cfg, "--hbase", servers.hbase, "--table",
+             table_name(table), "--es", servers.es, "--index", index, *WINDOW, "--apply"])
+    assert sorted(read_index(es, index)) == ["r0"]
+
+
 # --------------------------------------------------------------------------- ids
 
 
