@@ -38,7 +38,7 @@ from ..errors import Hbase2esError
 from ..hbase import open_reader
 from ..indexname import IndexTemplate
 from ..docaddress import Addressing, MissingValue
-from ..mapping import DecodeError, build_document
+from ..mapping import DecodeError, build_document, document_id
 from ..search import engine
 from ..search.copies import CopyRemover
 from ..search.deadletter import DeadLetterFile, dead_letter_record
@@ -242,6 +242,7 @@ class SliceExporter(JobResources):
         drop_on_decode = mapping.on_decode_error == "dead-letter"
         render, row_time = self.template.render, self.source.row_time
         pipeline = self.addressing.pipeline
+        plain = self.addressing.id_template is None and self.addressing.routing is None
         start_ms, end_ms = slice_.start_ms, slice_.end_ms
         take_row = self.take_row
         for key, values, newest in self.reader.scan(**spec.scan_kwargs(), after=after):
@@ -251,10 +252,13 @@ class SliceExporter(JobResources):
             if t < start_ms or t >= end_ms:
                 continue
             counts.rows += 1
-            address = self._address(key, values, slice_, counts)
-            if address is None:
-                continue
-            doc_id, routing = address
+            if plain:  # the usual job: no column is needed to address the row
+                doc_id, routing = document_id(key), None
+            else:
+                address = self._address(key, values, slice_, counts)
+                if address is None:
+                    continue
+                doc_id, routing = address
             if rule is not None and rule.matches(values):
                 writer.add(soft_delete_action(rule, render(t), doc_id, t,
                                               mapping.timestamp_field, routing),
