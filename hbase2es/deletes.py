@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from .search.chunking import index_action
+from .search.chunking import delete_action, index_action
 from .timecodec import parse_bytes
 from .timewindow import format_time
 
@@ -102,25 +102,29 @@ def delete_version(row_time_ms: int) -> int:
 
 
 def soft_delete_action(rule: DeleteRule, index: str, doc_id: str, row_time_ms: int,
-                       timestamp_field: str) -> bytes:
-    """The bulk item for a soft-deleted row: a versioned delete, or a tombstone document."""
+                       timestamp_field: str, routing: str | None = None) -> bytes:
+    """The bulk item for a soft-deleted row: a versioned delete, or a tombstone document
+    (not sent through the ingest pipeline: it is no row's document)."""
     version = delete_version(row_time_ms)
     if rule.tombstone:
         return index_action(index, doc_id, version,
-                            {TOMBSTONE_FIELD: True, timestamp_field: format_time(row_time_ms)})
-    return b"".join((
-        b'{"delete":{"_index":', orjson.dumps(index), b',"_id":', orjson.dumps(doc_id),
-        b',"version":', str(version).encode(), b',"version_type":"external_gte"}}\n'))
+                            {TOMBSTONE_FIELD: True, timestamp_field: format_time(row_time_ms)},
+                            routing)
+    return delete_action(index, doc_id, version, routing)
 
 
-def delete_if_unchanged(index: str, doc_id: str, seq_no: int, primary_term: int) -> bytes:
+def delete_if_unchanged(index: str, doc_id: str, seq_no: int, primary_term: int,
+                        routing: str | None = None) -> bytes:
     """A delete that applies only to the revision that was listed (reconcile's orphans).
 
     Any write since (a re-created row exported meanwhile) changed ``_seq_no``, so this
     delete gets a 409 instead of removing the new document.
     """
-    return orjson.dumps({"delete": {"_index": index, "_id": doc_id, "if_seq_no": seq_no,
-                                    "if_primary_term": primary_term}}) + b"\n"
+    header = {"_index": index, "_id": doc_id, "if_seq_no": seq_no,
+              "if_primary_term": primary_term}
+    if routing is not None:
+        header["routing"] = routing
+    return orjson.dumps({"delete": header}) + b"\n"
 
 
 def item_kinds(payload: bytes) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass, field
 
 from .decoders import DECODERS, TYPES, DecodeError, decode_value, preview
@@ -28,6 +29,9 @@ __all__ = [
     "column_of_field",
     "decode_value",
     "document_id",
+    "hashed_id",
+    "key_from_text",
+    "key_text",
     "row_key_from_id",
     "unmapped_field",
 ]
@@ -36,6 +40,9 @@ UNMAPPED_POLICIES = ("include", "skip")
 DECODE_ERROR_POLICIES = ("dead-letter", "skip-field", "fail")
 
 _B64_PREFIX = "b64:"
+_SHA256_PREFIX = "sha256:"
+MAX_ID_BYTES = 512  # what Elasticsearch and OpenSearch accept as an _id
+ROWKEY_FALLBACK_FIELD = "@rowkey"  # the row key of a hashed or templated id, without rowkey_field
 
 
 class FieldConflict(ValueError):
@@ -70,28 +77,60 @@ def _text_or_b64(raw: bytes) -> str:
     return _B64_PREFIX + base64.urlsafe_b64encode(raw).decode("ascii")
 
 
-def document_id(row_key: bytes) -> str:
-    """The document _id for a row key: the key as text, or "b64:" + URL-safe base64 of it."""
+def key_text(row_key: bytes) -> str:
+    """The row key as text, or "b64:" + URL-safe base64 of it: what the row-key field holds."""
     return _text_or_b64(row_key)
 
 
-def row_key_from_id(doc_id: str) -> bytes:
-    """The row key a document _id was made from; ValueError if document_id cannot produce doc_id."""
-    if doc_id.startswith(_B64_PREFIX):
+def hashed_id(raw: bytes) -> str:
+    """``raw`` as an _id: its text (or "b64:" form), or "sha256:" + hex of it when that text
+    is over 512 bytes, which every engine refuses; text starting "sha256:" is written in the
+    "b64:" form, so a hashed id can never be some row's key."""
+    text = _text_or_b64(raw)
+    if text.startswith(_SHA256_PREFIX):
+        text = _B64_PREFIX + base64.urlsafe_b64encode(raw).decode("ascii")
+    if len(text) > MAX_ID_BYTES // 4 and len(text.encode("utf-8")) > MAX_ID_BYTES:
+        return _SHA256_PREFIX + hashlib.sha256(raw).hexdigest()
+    return text
+
+
+def document_id(row_key: bytes) -> str:
+    """The document _id for a row key: the key as text, "b64:" + URL-safe base64 of it, or
+    "sha256:" + hex of it for a key whose text is over 512 bytes."""
+    return hashed_id(row_key)
+
+
+def is_hashed(doc_id: str) -> bool:
+    """Whether the row key cannot be read back from this _id (see the row-key field)."""
+    return doc_id.startswith(_SHA256_PREFIX)
+
+
+def key_from_text(text: str) -> bytes:
+    """The row key ``key_text`` made ``text`` from; ValueError if it cannot have."""
+    if text.startswith(_B64_PREFIX):
         try:
-            row_key = base64.urlsafe_b64decode(doc_id[len(_B64_PREFIX):].encode("ascii"))
+            row_key = base64.urlsafe_b64decode(text[len(_B64_PREFIX):].encode("ascii"))
         except ValueError:
             raise ValueError(
-                f"invalid document id {preview(doc_id)}: bad base64 after 'b64:'"
+                f"invalid document id {preview(text)}: bad base64 after 'b64:'"
             ) from None
     else:
         try:
-            row_key = doc_id.encode("utf-8")
+            row_key = text.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError(
-                f"invalid document id {preview(doc_id)}: not valid Unicode text"
+                f"invalid document id {preview(text)}: not valid Unicode text"
             ) from None
-    # Only the form document_id produces is accepted, so each key has exactly one id.
+    # Only the form key_text produces is accepted, so each key has exactly one text.
+    if _text_or_b64(row_key) != text:
+        raise ValueError(f"invalid document id {preview(text)}: not in the form hbase2es writes")
+    return row_key
+
+
+def row_key_from_id(doc_id: str) -> bytes:
+    """The row key a document _id was made from; ValueError if document_id cannot produce
+    doc_id (a "sha256:" id included: its key is in the document's row-key field)."""
+    row_key = key_from_text(doc_id)
     if document_id(row_key) != doc_id:
         raise ValueError(f"invalid document id {preview(doc_id)}: not in the form hbase2es writes")
     return row_key
@@ -105,7 +144,7 @@ def unmapped_field(column: bytes) -> str:
 def column_of_field(name: str) -> bytes | None:
     """The column whose unmapped field ``name`` is (its text field, not a "#b64" one), or None."""
     try:
-        column = row_key_from_id(name)  # the same text-or-b64 naming, so the same inverse
+        column = key_from_text(name)  # the same text-or-b64 naming, so the same inverse
     except ValueError:
         return None
     family, colon, _qualifier = column.partition(b":")
@@ -154,6 +193,8 @@ class Mapping:
     rowkey_field: str | None = None
     timestamp_field: str = "@timestamp"
     on_decode_error: str = "dead-letter"
+    # [mapping] id = { template = "..." } (hbase2es.docaddress); None: the row key.
+    id_template: str | None = None
     # column -> (field, decoder, column label, type), built once for build_document.
     _plan: dict = field(default=None, init=False, repr=False, compare=False, hash=False)
     _specs: dict = field(default=None, init=False, repr=False, compare=False, hash=False)
@@ -224,9 +265,14 @@ class Mapping:
 
     def _system_owners(self) -> dict[str, tuple]:
         owners = {self.timestamp_field: ("timestamp_field", None)}
-        if self.rowkey_field is not None:
-            owners[self.rowkey_field] = ("rowkey_field", None)
+        owners[self.key_field] = ("rowkey_field", None)
         return owners
+
+    @property
+    def key_field(self) -> str:
+        """Where a document keeps its row key: always with rowkey_field, and without it when
+        the _id does not say the key (hashed or templated ids)."""
+        return self.rowkey_field if self.rowkey_field is not None else ROWKEY_FALLBACK_FIELD
 
     @staticmethod
     def _check_unmapped_names(owners: dict[str, tuple], plan: dict) -> None:
@@ -253,6 +299,8 @@ class Mapping:
 _UNMAPPED_NAMES: dict[bytes, str] = {}
 _UNMAPPED_NAMES_MAX = 4_096
 _B64_SUFFIX = "#b64"
+# The longest key whose text or "b64:" form always fits an _id: 4 + 4 * ceil(381 / 3) = 512.
+_LONGEST_PLAIN_KEY = 381
 
 
 def _name_unmapped(column: bytes) -> str:
@@ -329,7 +377,11 @@ def build_document(
             errors.append(error)
     # The mapping refuses a rowkey or timestamp field that a column's field could be.
     if mapping.rowkey_field is not None:
-        document[mapping.rowkey_field] = document_id(row_key)
+        document[mapping.rowkey_field] = _text_or_b64(row_key)
+    elif mapping.id_template is not None or len(row_key) > _LONGEST_PLAIN_KEY:
+        text = _text_or_b64(row_key)
+        if mapping.id_template is not None or is_hashed(hashed_id(row_key)):
+            document[ROWKEY_FALLBACK_FIELD] = text
     document[mapping.timestamp_field] = format_time(row_time_ms)
     if pending is not None:
         _place_base64(document, pending, cells, mapping._fields)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from .deletes import DeleteRule, parse_delete_when
+from .docaddress import KeyTemplate
 from .errors import ConfigError
 from .mapping import ColumnSpec, FieldConflict, Mapping, unmapped_field
 
@@ -20,8 +21,7 @@ def read_mapping(raw: dict, origin: str) -> Mapping:
         if key not in MAPPING_KEYS:
             raise ConfigError(f"{origin}: unknown key mapping.{key}; "
                               f"known keys: {', '.join(sorted(MAPPING_KEYS))}")
-    if raw.get("id", "rowkey") != "rowkey":
-        raise ConfigError(f"{origin}: mapping.id must be \"rowkey\", got {raw['id']!r}")
+    id_template = _id_template(raw.get("id", "rowkey"), origin)
     columns = []
     if not isinstance(raw.get("columns", {}), dict):
         raise ConfigError(f"{origin}: [mapping.columns] must be a table of \"family:qualifier\" "
@@ -41,11 +41,25 @@ def read_mapping(raw: dict, origin: str) -> Mapping:
     options = {k: raw[k] for k in ("rowkey_field", "timestamp_field", "unmapped", "on_decode_error")
                if k in raw}
     try:
-        return Mapping(columns=tuple(columns), **options)
+        return Mapping(columns=tuple(columns), id_template=id_template, **options)
     except FieldConflict as exc:
         raise ConfigError(f"{origin}: {_field_conflict(exc)}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{origin}: [mapping]: {exc}") from None
+
+
+def _id_template(raw: object, origin: str) -> str | None:
+    """``mapping.id``: "rowkey" (None) or ``{ template = "..." }`` (its text, checked)."""
+    if raw == "rowkey":
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"template"}:
+        raise ConfigError(f"{origin}: mapping.id must be \"rowkey\" or {{ template = \"...\" }}, "
+                          f"got {raw!r}")
+    try:
+        KeyTemplate(raw["template"])
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: mapping.id: {exc}") from None
+    return raw["template"]
 
 
 def _field_conflict(exc: FieldConflict) -> str:

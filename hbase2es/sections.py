@@ -86,6 +86,11 @@ class ElasticsearchSettings:
     index_settings: dict = field(default_factory=dict)
     mappings: dict = field(default_factory=dict)
     mappings_file: str | None = None
+    # Issue 17, per document (hbase2es.docaddress): routing is { column = "f:q" },
+    # { rowkey_prefix_bytes = N } or { template = "..." }, sent with every index, delete and
+    # mget; pipeline names the ingest pipeline every indexed document goes through.
+    routing: dict = field(default_factory=dict)
+    pipeline: str | None = None
 
 
 @dataclass(frozen=True)

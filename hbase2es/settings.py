@@ -20,6 +20,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+from .docaddress import check_addressing
 from .errors import ConfigError
 from .indexname import IndexTemplate
 from .hbaseconfig import check_hbase
@@ -68,6 +69,11 @@ def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | 
     settings = Settings(mapping=read_mapping(raw.get("mapping", {}), origin),
                         delete_when=read_delete_when(raw.get("mapping", {}), origin), **built)
     _check_time_source(settings.window, origin)
+    try:
+        check_addressing(settings.mapping, settings.elasticsearch.routing,
+                         settings.elasticsearch.pipeline)
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
     check_hbase(settings.hbase)
     return _resolve(settings, now_ms, need_window)
 

@@ -23,7 +23,7 @@ PURE = ("hbase2es.timewindow", "hbase2es.timesource", "hbase2es.timecodec", "hba
         "hbase2es.run.pieces", "hbase2es.run.onepass", "hbase2es.run.readcost",
         "hbase2es.errors", "hbase2es.infer", "hbase2es.inferwindow",
         "hbase2es.jobfile", "hbase2es.mappingconfig", "hbase2es.run.throttle", "hbase2es.deletes",
-        "hbase2es.search.product")
+        "hbase2es.search.product", "hbase2es.docaddress")
 IO_PACKAGES = ("hbase2es.hbase", "hbase2es.search.engine", "hbase2es.search.writer",
                "hbase2es.search.indexsetup", "hbase2es.search.deadletter", "hbase2es.run.export",
                "hbase2es.run.ledger", "hbase2es.run.executors", "hbase2es.run.spark")

@@ -28,6 +28,7 @@ import pytest
 from helpers import (ENGINE_KEYS, T0, engine_url, free_port, put_row, read_report, run_cli,
                      table_name, write_config)
 
+from hbase2es.mapping import document_id
 from hbase2es.run.slicejob import SliceExporter
 from hbase2es.search import engine
 from hbase2es.settings import ElasticsearchSettings, load_settings
@@ -130,6 +131,14 @@ def sources_and_versions(docs: dict[str, dict]) -> dict[str, tuple[dict, int]]:
     return {doc_id: (d["source"], d["version"]) for doc_id, d in docs.items()}
 
 
+def job_toml(sink, table, index: str, more: str = "") -> str:
+    """A whole job file for an in-process exporter: servers, index, ``more`` lines of
+    [elasticsearch] (and any table after them), this file's mapping."""
+    host, port = sink.hbase.rsplit(":", 1)
+    return (f'[hbase]\ntable = "{table_name(table)}"\nhost = "{host}"\nport = {port}\n'
+            f'[elasticsearch]\nhosts = ["{sink.url}"]\nindex = "{index}"\n{more}\n{MAPPING}')
+
+
 def export(hbase: str, url: str, table, index: str, *extra, start: int = START, end: int = END,
            expect_exit: int | None = 0, env: dict | None = None, tmp_path: Path,
            config: str = ""):
@@ -228,16 +237,7 @@ class BusyOnce:
 def test_busy_documents_are_resent_until_they_land(sink, sink_index, table, tmp_path,
                                                    monkeypatch):
     load_rows(table)
-    cfg = write_config(tmp_path / "job.toml", f"""
-[hbase]
-table = "{table_name(table)}"
-host = "{sink.hbase.rsplit(':', 1)[0]}"
-port = {sink.hbase.rsplit(':', 1)[1]}
-[elasticsearch]
-hosts = ["{sink.url}"]
-index = "{sink_index}"
-bulk_docs = 6
-{MAPPING}""")
+    cfg = write_config(tmp_path / "job.toml", job_toml(sink, table, sink_index, "bulk_docs = 6"))
     settings = load_settings(cfg, {"window.start": str(START), "window.end": str(END)},
                              now_ms=END)
     busy = BusyOnce({row_key(i) for i in range(0, ROWS, 3)})
@@ -271,7 +271,7 @@ def test_create_index_applies_settings_and_mappings_and_refuses_a_conflict(
         sink, sink_index, table, tmp_path):
     load_rows(table, 6)
     put_row(table, "bad", {"cf:n": "x"}, START + 10)  # not a long: refused by the mapping
-    put_row(table, "k" * 600, {"cf:n": "1"}, START + 20)  # an _id over 512 bytes
+    put_row(table, "k" * 600, {"cf:n": "1"}, START + 20)  # a key over 512 bytes: sha256 id
     dead = tmp_path / "dead.ndjson"
     # cf:n as text, so that "x" is sent and the index's long mapping refuses it.
     config = CREATE_CONFIG + '[mapping.columns]\n"cf:n" = { field = "n", type = "string" }\n'
@@ -285,10 +285,10 @@ def test_create_index_applies_settings_and_mappings_and_refuses_a_conflict(
     properties = engine.get_mapping(sink.client, sink_index)[sink_index]["properties"]
     assert properties["n"] == {"type": "long"} and properties["@timestamp"]["type"] == "date"
     records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
-    assert sorted(r["row_key"] for r in records) == sorted(["bad", "k" * 600])
-    types = {r["row_key"]: r["error_type"] for r in records}
-    assert types["bad"] in MAPPING_ERRORS and types["k" * 600] == "document_id_too_long"
-    assert set(read_docs(sink.client, sink_index)) == {row_key(i) for i in range(6)}
+    assert [r["row_key"] for r in records] == ["bad"]
+    assert records[0]["error_type"] in MAPPING_ERRORS
+    assert set(read_docs(sink.client, sink_index)) == {row_key(i) for i in range(6)} | {
+        document_id(b"k" * 600)}
 
     # Another job maps n as keyword: stopped before anything is written, naming the field.
     conflict = write_config(tmp_path / "conflict.toml",
@@ -346,6 +346,185 @@ def test_verify_names_missing_and_older_documents(sink, sink_index, table, tmp_p
     data = orjson.loads(run_cli(args, expect_exit=1).stdout)
     assert (data["totals"]["missing"], data["totals"]["older"]) == (1, 1)
     assert data["missing_examples"] == [row_key(3)] and data["older_examples"] == [row_key(5)]
+
+
+# --------------------------------------------------------------------------- issue 17
+
+ROUTED_CONFIG = """
+[elasticsearch]
+routing = { column = "cf:n" }
+[elasticsearch.index_settings]
+number_of_shards = 3
+number_of_replicas = 0
+"""
+
+
+def _verify(sink, table, index: str, *extra, expect_exit: int = 0, config: str = "") -> dict:
+    args = ["verify", "--hbase", sink.hbase, "--table", table_name(table), "--es", sink.url,
+            "--index", index, "--start", str(START), "--end", str(END), "--slice", "1h",
+            "--json", *extra]
+    if config:
+        args += ["--config", config]
+    return orjson.loads(run_cli(args, expect_exit=expect_exit).stdout)["totals"]
+
+
+def test_routed_documents_are_stored_with_their_routing_and_found_by_verify(
+        sink, sink_index, table, tmp_path):
+    """Three shards, so a lookup without the routing would ask the wrong shard for most
+    documents: verify finding all of them shows mget carries it."""
+    load_rows(table)
+    export(sink.hbase, sink.url, table, sink_index, "--create-index", tmp_path=tmp_path,
+           config=ROUTED_CONFIG)
+    engine.refresh(sink.client, sink_index)
+    hits = engine.search(sink.client, sink_index, {"size": 100})["hits"]["hits"]
+    assert {h["_id"]: h.get("_routing") for h in hits} == {
+        row_key(i): str(i) for i in range(ROWS)}
+    for i in (0, 7):
+        got = engine.call(sink.client, "GET", f"/{sink_index}/_doc/{row_key(i)}",
+                          params={"routing": str(i)})
+        assert got["found"] and got["_source"]["n"] == i
+    cfg = write_config(tmp_path / "routed.toml", ROUTED_CONFIG + MAPPING)
+    totals = _verify(sink, table, sink_index, "--compare-fields", config=cfg)
+    assert (totals["present"], totals["missing"], totals["differing"]) == (ROWS, 0, 0)
+    # Without the routing, verify asks the shards the ids hash to: some are not found there.
+    unrouted = _verify(sink, table, sink_index, expect_exit=1)
+    assert unrouted["missing"] > 0
+
+
+PIPELINE_BODY = {"processors": [
+    {"fail": {"if": "ctx.n == 7", "message": "n is seven"}},
+    {"set": {"field": "ingested", "value": "yes"}},
+]}
+
+
+def _can_ingest(sink) -> tuple[bool, bool]:
+    """(a node has the ingest role, the nodes have processors such as ``set``)."""
+    roles = engine.call(sink.client, "GET", "/_nodes/ingest:true",
+                        params={"filter_path": "_nodes.total"})["_nodes"]["total"] > 0
+    nodes = engine.call(sink.client, "GET", "/_nodes",
+                        params={"filter_path": "nodes.*.ingest.processors.type"}) or {}
+    kinds = {p["type"] for n in nodes.get("nodes", {}).values()
+             for p in n["ingest"]["processors"]}
+    return roles, {"set", "fail"} <= kinds
+
+
+def _pipeline_refused(sink, table, index: str, pipeline: str, tmp_path) -> str:
+    """The one error line of an export whose pipeline cannot run; nothing was written."""
+    result, _ = export(sink.hbase, sink.url, table, index, tmp_path=tmp_path, expect_exit=3,
+                       config=f'[elasticsearch]\npipeline = "{pipeline}"\n')
+    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(lines) == 1 and "elasticsearch.pipeline" in lines[0] and pipeline in lines[0]
+    assert engine.get_mapping(sink.client, f"{index}*") == {}  # nothing written
+    return lines[0]
+
+
+def test_an_ingest_pipeline_runs_for_every_document_and_a_missing_one_exits_3(
+        sink, sink_index, table, tmp_path):
+    """What the dev servers can do decides how far this goes: 7.10 and OpenSearch run
+    with no ingest role (the job must stop at preflight, exit 3, instead of failing every
+    bulk with a 500); 8 and 9 have the role but no processor modules (an empty pipeline
+    still runs, and the ingest stats count every document); an engine with both runs a
+    pipeline that adds a field and fails one row."""
+    load_rows(table)
+    pipeline = f"{sink_index}-pipe"
+    roles, processors = _can_ingest(sink)
+    body = PIPELINE_BODY if processors else {"processors": []}
+    engine.call(sink.client, "PUT", f"/_ingest/pipeline/{pipeline}", body=body)
+    try:
+        if not roles:
+            line = _pipeline_refused(sink, table, sink_index, pipeline, tmp_path)
+            assert "no node of the cluster has the ingest role" in line
+        elif processors:
+            _export_through_pipeline(sink, sink_index, table, pipeline, tmp_path)
+        else:
+            _export_through_empty_pipeline(sink, sink_index, table, pipeline, tmp_path)
+    finally:
+        engine.call(sink.client, "DELETE", f"/_ingest/pipeline/{pipeline}")
+    line = _pipeline_refused(sink, table, f"{sink_index}-other", pipeline, tmp_path)
+    assert "does not exist" in line
+
+
+def _export_through_empty_pipeline(sink, index: str, table, pipeline: str, tmp_path) -> None:
+    config = f'[elasticsearch]\npipeline = "{pipeline}"\n'
+    _, report = export(sink.hbase, sink.url, table, index, tmp_path=tmp_path, config=config)
+    assert report["totals"]["indexed"] == ROWS
+    # A field a pipeline would add (put here by hand): no difference with the pipeline set,
+    # one without it.
+    doc = row_key(2)
+    engine.call(sink.client, "POST", f"/{index}/_update/{doc}", params={"refresh": "true"},
+                body={"doc": {"ingested": "yes"}})
+    cfg = write_config(tmp_path / "pipe.toml", config + MAPPING)
+    totals = _verify(sink, table, index, "--compare-fields", config=cfg)
+    assert (totals["present"], totals["differing"], totals["ahead"]) == (ROWS, 0, 0)
+    strict = write_config(tmp_path / "strict.toml", MAPPING)
+    totals = _verify(sink, table, index, "--compare-fields", expect_exit=1, config=strict)
+    assert (totals["differing"], totals["ahead"]) == (0, 1)  # the edit raised its version
+    _pipeline_failures_are_dead_letters(sink, index, table, f"{pipeline}-gone", tmp_path)
+
+
+def _pipeline_failures_are_dead_letters(sink, index: str, table, pipeline: str,
+                                        tmp_path) -> None:
+    """Past preflight, a pipeline that fails a document (here: it was deleted) makes that
+    document a dead letter of stage "index"; the slice goes on and is done."""
+    dead = tmp_path / "pipeline-dead.ndjson"
+    cfg = write_config(tmp_path / "gone.toml", job_toml(
+        sink, table, f"{index}-gone", f'pipeline = "{pipeline}"\n[run]\ndead_letter = "{dead}"'))
+    settings = load_settings(cfg, {"window.start": str(START), "window.end": str(END)},
+                             now_ms=END)
+    exporter = SliceExporter(settings)
+    try:
+        result = exporter.run(Slice(0, START, END))
+    finally:
+        exporter.close()
+    assert (result.rows, result.indexed, result.failed) == (ROWS, 0, ROWS)
+    records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert sorted(r["row_key"] for r in records) == sorted(row_key(i) for i in range(ROWS))
+    assert {r["stage"] for r in records} == {"index"}
+    assert all(pipeline in r["reason"] for r in records), records[0]
+
+
+def _export_through_pipeline(sink, index: str, table, pipeline: str, tmp_path) -> None:
+    dead = tmp_path / "dead.ndjson"
+    config = f'[elasticsearch]\npipeline = "{pipeline}"\n'
+    _, report = export(sink.hbase, sink.url, table, index, "--dead-letter", dead,
+                       "--max-errors", "1", tmp_path=tmp_path, config=config)
+    assert (report["totals"]["indexed"], report["totals"]["failed"]) == (ROWS - 1, 1)
+    [record] = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert (record["stage"], record["row_key"]) == ("index", row_key(7))
+    assert "n is seven" in record["reason"]
+    docs = read_docs(sink.client, index)
+    assert len(docs) == ROWS - 1
+    assert {d["source"]["ingested"] for d in docs.values()} == {"yes"}
+    # The field the pipeline added is no difference; the refused row is missing.
+    cfg = write_config(tmp_path / "pipe.toml", config + MAPPING)
+    totals = _verify(sink, table, index, "--compare-fields", expect_exit=1, config=cfg)
+    assert (totals["present"], totals["missing"], totals["differing"]) == (ROWS - 1, 1, 0)
+
+
+def test_a_600_byte_key_round_trips_through_export_verify_and_reconcile(
+        sink, sink_index, table, tmp_path):
+    load_rows(table, 4)
+    long_key = ("L" * 600).encode()
+    put_row(table, long_key, {"cf:n": "600"}, START + 50)
+    _, report = export(sink.hbase, sink.url, table, sink_index, tmp_path=tmp_path)
+    assert (report["totals"]["indexed"], report["totals"]["failed"]) == (5, 0)
+    doc_id = document_id(long_key)
+    assert doc_id.startswith("sha256:") and len(doc_id) == 71
+    docs = read_docs(sink.client, sink_index)
+    assert docs[doc_id]["source"]["@rowkey"] == long_key.decode()
+    cfg = write_config(tmp_path / "long.toml", MAPPING)
+    totals = _verify(sink, table, sink_index, "--compare-fields", config=cfg)
+    assert (totals["present"], totals["missing"], totals["differing"]) == (5, 0, 0)
+    reconcile = ["reconcile", "--hbase", sink.hbase, "--table", table_name(table), "--es",
+                 sink.url, "--index", sink_index, "--start", str(START), "--end", str(END),
+                 "--slice", "1h", "--json"]
+    clean = orjson.loads(run_cli(reconcile).stdout)["totals"]
+    assert (clean["checked"], clean["orphans"], clean["foreign"]) == (5, 0, 0)
+    table.delete(long_key)  # now the long key's document is an orphan, found by @rowkey
+    dry = orjson.loads(run_cli(reconcile, expect_exit=1).stdout)
+    assert dry["totals"]["orphans"] == 1 and dry["orphan_examples"] == [doc_id]
+    run_cli(reconcile + ["--apply"])
+    assert doc_id not in read_docs(sink.client, sink_index)
 
 
 # --------------------------------------------------------------------------- nodes

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from ..docaddress import id_scheme, routing_template
 from ..errors import ConfigError, ExitCode, Hbase2esError
 from .pieces import Checkpoint
 
@@ -77,13 +78,7 @@ def job_definition(settings) -> dict:
     for key in ("start", "end", "slice"):  # the same job may be cut and extended freely
         window.pop(key, None)
     mapping = settings.mapping
-    rule = settings.delete_when
-    # Only when set, so that the ledgers of jobs without soft deletes keep their identity.
-    deletes = {} if rule is None else {"delete_when": [
-        rule.column.decode("utf-8", "backslashreplace"),
-        None if rule.equals is None else rule.equals.hex(), rule.tombstone]}
-    return {
-        **deletes,
+    definition = {
         "table": settings.hbase.table,
         "index": settings.elasticsearch.index,
         "window": window,
@@ -95,6 +90,20 @@ def job_definition(settings) -> dict:
             "on_decode_error": mapping.on_decode_error,
         },
     }
+    # Another id scheme, routing or delete rule would write the same rows as other
+    # documents and strand the ones written so far. Only when set, so older ledgers keep
+    # matching.
+    rule = settings.delete_when
+    if rule is not None:
+        definition["delete_when"] = [rule.column.decode("utf-8", "backslashreplace"),
+                                     None if rule.equals is None else rule.equals.hex(),
+                                     rule.tombstone]
+    if mapping.id_template is not None:
+        definition["id"] = id_scheme(mapping)
+    routing = routing_template(settings.elasticsearch.routing)
+    if routing is not None:
+        definition["routing"] = routing
+    return definition
 
 
 def job_identity(definition: dict) -> str:

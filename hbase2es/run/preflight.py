@@ -8,6 +8,7 @@ from ..errors import ConfigError
 from ..hbase import open_reader
 from ..hbase.rowcheck import has_family
 from ..search import engine
+from ..search.indexsetup import check_pipeline
 from ..search.product import Engine
 from ..settings import Settings
 
@@ -20,7 +21,8 @@ def preflight(settings: Settings) -> Engine:
     supported engine. Nodes that do not answer while another does get a warning.
 
     A ``[mapping] delete_when`` column in a family the table does not have is exit 2: no
-    row could ever match it, so every soft-deleted row would stay in the index.
+    row could ever match it, so every soft-deleted row would stay in the index. A missing
+    ``elasticsearch.pipeline`` is exit 3.
     """
     reader = open_reader(settings.hbase)  # raises UnavailableError naming what is wrong
     try:
@@ -32,5 +34,6 @@ def preflight(settings: Settings) -> Engine:
     finally:
         reader.close()
     found = engine.check_nodes(settings.elasticsearch)
+    check_pipeline(settings.elasticsearch)
     log.info("search engine: %s, cluster %r", found.label, found.cluster_name)
     return found

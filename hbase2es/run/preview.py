@@ -12,7 +12,8 @@ import orjson
 
 from ..hbase import open_reader
 from ..indexname import IndexTemplate
-from ..mapping import build_document, document_id
+from ..docaddress import Addressing, MissingValue
+from ..mapping import build_document
 from ..search.chunking import index_action
 from ..settings import Settings
 from ..timesource import time_source
@@ -72,7 +73,8 @@ def _cost_note(s: dict) -> str:
 def _sample_lines(doc: dict) -> tuple[list[str], int]:
     """One sample as the bulk request sends it: the action line, then the document as
     indented JSON with long values cut; and how many values were cut."""
-    action = index_action(doc["_index"], doc["_id"], doc["version"], {}).split(b"\n", 1)[0]
+    action = index_action(doc["_index"], doc["_id"], doc["version"], {}, doc.get("routing"),
+                          doc.get("pipeline")).split(b"\n", 1)[0]
     shown, truncated = shorten(doc["document"])
     delete = ", delete" if doc.get("delete") else ""  # the row matches [mapping] delete_when
     lines = [f"sample {doc['_index']}/{doc['_id']} (version {doc['version']}{delete}):",
@@ -175,6 +177,7 @@ def _ranges_note(s: dict, source_name: str | None) -> str:
 def sample_documents(settings: Settings, count: int) -> list[dict]:
     """Build up to ``count`` documents from the first slices that have rows."""
     template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
+    addressing = Addressing.of(settings)
     source = time_source(settings.window)
     reader = open_reader(settings.hbase)
     out: list[dict] = []
@@ -188,9 +191,19 @@ def sample_documents(settings: Settings, count: int) -> list[dict]:
                         if not s.start_ms <= t < s.end_ms:
                             continue
                         document, errors = build_document(key, values, t, settings.mapping)
-                        out.append({"_index": template.render(t), "_id": document_id(key),
+                        try:
+                            doc_id = addressing.doc_id(key, values)
+                            routing = addressing.route(key, values, missing_ok=True)
+                        except MissingValue as exc:  # export dead-letters such a row
+                            doc_id, routing = None, None
+                            errors = [*errors, exc]
+                        out.append({"_index": template.render(t), "_id": doc_id,
                                     "version": t, "document": document,
                                     "decode_errors": [str(e) for e in errors]})
+                        if routing is not None:
+                            out[-1]["routing"] = routing
+                        if addressing.pipeline is not None:
+                            out[-1]["pipeline"] = addressing.pipeline
                         if settings.delete_when and settings.delete_when.matches(values):
                             out[-1]["delete"] = True  # export deletes this row's document
                         if len(out) >= count:

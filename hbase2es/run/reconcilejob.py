@@ -37,7 +37,7 @@ from ..deletes import delete_if_unchanged
 from ..hbase import open_reader
 from ..hbase.rowcheck import existing_rows
 from ..indexname import IndexTemplate
-from ..mapping import row_key_from_id
+from ..mapping import document_id, is_hashed, key_from_text, row_key_from_id
 from ..search import engine, listing
 from ..search.deadletter import DeadLetterFile, dead_letter_record
 from ..search.writer import BulkWriter, Rejection
@@ -95,6 +95,8 @@ class SliceReconciler(JobResources):
             self.close()
             raise
         self.template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
+        # Listed with each document: its row key when the _id does not say it.
+        self.key_field = settings.mapping.key_field
         source = time_source(settings.window)
         # Every row the column source exported has its time column: asking for that column
         # first spares reading whole rows over Thrift1 (hbase.rowcheck).
@@ -126,10 +128,11 @@ class SliceReconciler(JobResources):
                ) -> Iterator[list[listing.Listed]]:
         if self.options.sample is not None:
             result.listing = "sample"
-            yield listing.random_documents(self.client, names, query, self.options.sample)
+            yield listing.random_documents(self.client, names, query, self.options.sample,
+                                           key_field=self.key_field)
             return
         result.listing = "point-in-time" if self.point_in_time else "scroll"
-        yield from listing.document_pages(self.client, names, query,
+        yield from listing.document_pages(self.client, names, query, key_field=self.key_field,
                                           page_size=self.options.page_size,
                                           point_in_time=self.point_in_time)
 
@@ -152,12 +155,24 @@ class SliceReconciler(JobResources):
         return BulkWriter(self.client, max_docs=es.bulk_docs, max_bytes=es.bulk_bytes,
                           retry_seconds=es.retry_seconds, on_failure=refused)
 
+    def _row_key(self, doc: listing.Listed) -> bytes:
+        """The row a document is of: its _id says it, unless the id is hashed or made by
+        ``mapping.id``; then its row-key field does. ValueError: not a document of ours."""
+        if self.settings.mapping.id_template is None and not is_hashed(doc.id):
+            return row_key_from_id(doc.id)
+        if doc.key_text is None:
+            raise ValueError(f"document {doc.id} has no {self.key_field} field")
+        key = key_from_text(doc.key_text)
+        if self.settings.mapping.id_template is None and document_id(key) != doc.id:
+            raise ValueError(f"document {doc.id} is not the document of its {self.key_field}")
+        return key
+
     def _check(self, page: list[listing.Listed], result: ReconcileSliceResult,
                writer: BulkWriter | None) -> None:
         keyed = []
         for doc in page:
             try:
-                keyed.append((row_key_from_id(doc.id), doc))
+                keyed.append((self._row_key(doc), doc))
             except ValueError:
                 result.foreign += 1
         result.checked += len(keyed)
@@ -175,8 +190,8 @@ class SliceReconciler(JobResources):
                 result.skipped += 1
                 continue
             # Guard 2: only the revision that was listed.
-            writer.add(delete_if_unchanged(doc.index, doc.id, doc.seq_no, doc.primary_term),
-                       (key, doc.id))
+            writer.add(delete_if_unchanged(doc.index, doc.id, doc.seq_no, doc.primary_term,
+                                           doc.routing), (key, doc.id))
         writer.flush()
 
 

@@ -54,14 +54,16 @@ class Repairer:
                  dead_letters: DeadLetterFile | None):
         self.slice = slice_
         self.dead_letters = dead_letters
+        self.pipeline = es.pipeline or None  # a repair is an export of the row
         self.writer = BulkWriter(client, max_docs=es.bulk_docs, max_bytes=es.bulk_bytes,
                                  retry_seconds=es.retry_seconds, on_failure=self._rejected)
 
     def add(self, index: str, doc_id: str, row_key: bytes, document: dict, *,
-            doc_version: int | None, row_time: int) -> None:
+            doc_version: int | None, row_time: int, routing: str | None = None) -> None:
         """Queue one document rebuilt from its row (the module docstring says why this version)."""
         version = row_time if doc_version is None else max(doc_version, row_time)
-        self.writer.add(index_action(index, doc_id, version, document), row_key)
+        self.writer.add(index_action(index, doc_id, version, document, routing,
+                                     self.pipeline), row_key)
 
     def finish(self) -> RepairCounts:
         """Send what is queued and return what became of every repair."""

@@ -37,6 +37,7 @@ from ..deletes import DeleteTally, dead_letter_parts, soft_delete_action
 from ..errors import Hbase2esError
 from ..hbase import open_reader
 from ..indexname import IndexTemplate
+from ..docaddress import Addressing, MissingValue
 from ..mapping import DecodeError, build_document, document_id
 from ..search import engine
 from ..search.copies import CopyRemover
@@ -191,6 +192,7 @@ class SliceExporter(JobResources):
             self.reader.close()
             raise
         self.template = IndexTemplate(settings.elasticsearch.index, settings.tzinfo)
+        self.addressing = Addressing.of(settings)
         self.source = time_source(settings.window)
 
     def rows_can_move(self) -> bool:
@@ -293,6 +295,8 @@ class SliceExporter(JobResources):
         rule = self.settings.delete_when
         drop_on_decode = mapping.on_decode_error == "dead-letter"
         render, row_time = self.template.render, self.source.row_time
+        pipeline = self.addressing.pipeline
+        plain = self.addressing.id_template is None and self.addressing.routing is None
         take_row = self.take_row
         for key, values, newest in self.reader.scan(**spec.scan_kwargs(), after=after):
             if take_row is not None:  # [hbase] max_rows_per_second, for every row read
@@ -302,9 +306,17 @@ class SliceExporter(JobResources):
             if counts is None:
                 continue
             counts.rows += 1
+            if plain:  # the usual job: no column is needed to address the row
+                doc_id, routing = document_id(key), None
+            else:
+                address = self._address(key, values, counts)
+                if address is None:
+                    continue
+                doc_id, routing = address
             if rule is not None and rule.matches(values):
-                writer.add(soft_delete_action(rule, render(t), document_id(key), t,
-                                              mapping.timestamp_field), counts.mark(key))
+                writer.add(soft_delete_action(rule, render(t), doc_id, t,
+                                              mapping.timestamp_field, routing),
+                           counts.mark(key))
                 counts.maybe_report()
                 continue
             try:
@@ -319,8 +331,26 @@ class SliceExporter(JobResources):
                                       "; ".join(str(e) for e in errors), document)
                     continue
                 counts.skipped_fields += len(errors)
-            writer.index(render(t), document_id(key), t, document, counts.mark(key))
+            writer.index(render(t), doc_id, t, document, counts.mark(key), routing, pipeline)
             counts.maybe_report()
+
+    def _address(self, key: bytes, values: dict,
+                 counts: _SliceCounts) -> tuple[str, str | None] | None:
+        """The row's ``(_id, routing)``, or None when a column they need is missing and
+        ``mapping.on_decode_error`` sends the row to the dead letters (``skip-field``
+        leaves the routing out; an id cannot be left out)."""
+        addressing = self.addressing
+        policy = self.settings.mapping.on_decode_error
+        try:
+            return (addressing.doc_id(key, values),
+                    addressing.route(key, values, missing_ok=policy == "skip-field"))
+        except MissingValue as exc:
+            if policy == "fail":
+                raise Hbase2esError(f"row {key!r}: {exc} (mapping.on_decode_error = fail)") \
+                    from None
+            counts.decode_failed += 1
+            self._dead_letter(key, counts.slice, "decode", "MissingValue", str(exc), None)
+            return None
 
     def _result(self, counts: _SliceCounts) -> SliceResult:
         c, base = counts.tally, counts.base

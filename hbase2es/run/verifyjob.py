@@ -10,7 +10,9 @@ end, so the scan uses ``KeyOnlyFilter``: values are emptied on the server, every
 timestamp is kept. ``FirstKeyOnlyFilter`` would be wrong here: it keeps the first column
 only, whose timestamp need not be the newest, and rows would fall out of their slice. A
 row-key source needs only the keys; a column source needs only its time column. With
-``--compare-fields`` the rows are read whole, to rebuild their documents.
+``--compare-fields`` the rows are read whole, to rebuild their documents; so they are when
+the ids or the routing are made from columns (``[mapping] id``, ``elasticsearch.routing``;
+the column source reads just those columns besides its own).
 
 A document's ``_version`` is the row time it was written from (external versioning), so
 a version older than the row's time means the newer state never arrived ("older"); a
@@ -43,7 +45,8 @@ from ..deletes import delete_version
 from ..errors import Hbase2esError
 from ..hbase import open_reader
 from ..indexname import IndexTemplate
-from ..mapping import build_document, document_id
+from ..docaddress import Addressing, MissingValue
+from ..mapping import build_document, key_text
 from ..search import engine
 from ..search.copies import find_copies, newest_copies
 from ..search.deadletter import DeadLetterFile
@@ -114,11 +117,14 @@ def _show_value(value) -> str:
     return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS - 3] + "..."
 
 
-def field_differences(expected: dict, actual: dict) -> list[tuple[str, object, object]]:
+def field_differences(expected: dict, actual: dict, *, both_only: bool = False
+                      ) -> list[tuple[str, object, object]]:
     """``(field, expected, actual)`` for every top-level field that differs; ABSENT marks
-    a field one side lacks."""
+    a field one side lacks. ``both_only`` (an ingest pipeline) compares only the fields
+    both sides have."""
     out = []
-    for name in sorted(set(expected) | set(actual)):
+    names = set(expected) & set(actual) if both_only else set(expected) | set(actual)
+    for name in sorted(names):
         want, have = expected.get(name, ABSENT), actual.get(name, ABSENT)
         if want is ABSENT or have is ABSENT or want != have:
             out.append((name, want, have))
@@ -146,11 +152,16 @@ class SliceVerifier(JobResources):
         # A value that does not decode is left out of the rebuilt document, so it shows as
         # a difference instead of stopping the check.
         self.mapping = dataclasses.replace(settings.mapping, on_decode_error="skip-field")
+        self.addressing = Addressing.of(settings)
+        # An ingest pipeline may add, drop or rewrite fields: only the fields both the
+        # rebuilt document and the stored one have are compared.
+        self.lenient = bool(settings.elasticsearch.pipeline)
 
     def scan_kwargs(self, spec) -> dict:
         """The slice's scan, reading no more of each row than the row-time check needs."""
         kwargs = spec.scan_kwargs()
-        if self.options.compare_fields:
+        needed = self.addressing.columns  # the id or the routing reads these
+        if self.options.compare_fields or (needed and self.source.name != "column"):
             return kwargs
         if self.source.name in ("cell", "rowkey"):
             if self.rule is not None and self.rule.equals is not None:
@@ -160,7 +171,8 @@ class SliceVerifier(JobResources):
             kwargs["filter"] = (b"(" + current + b") AND " + KEY_ONLY_FILTER if current
                                 else KEY_ONLY_FILTER)
         elif self.source.name == "column":
-            kwargs["columns"] = [self.source.column] + ([self.rule.column] if self.rule else [])
+            kwargs["columns"] = [self.source.column, *needed,
+                                 *([self.rule.column] if self.rule else [])]
         return kwargs
 
     def run(self, slice_: Slice, progress: Callable[[dict], None] | None = None
@@ -185,7 +197,8 @@ class SliceVerifier(JobResources):
                     continue
                 result.rows += 1
                 gone = self.rule is not None and self.rule.matches(values)
-                item = (key, t, values if keep_values else None, gone)
+                item = (key, t, values if keep_values else None, self._address(key, values),
+                        gone)
                 if sample is None:
                     chosen.append(item)
                     if len(chosen) >= self.options.batch_size:
@@ -218,7 +231,7 @@ class SliceVerifier(JobResources):
         other copy counted in ``result``."""
         if self.template.is_static:
             return {}
-        ids = {document_id(key): key for key, *_ in batch}
+        ids = {address[0]: key for key, _, _, address, _ in batch}
         copies = find_copies(self.client, self.template, sorted(ids))
         newest = newest_copies(copies)
         for copy in copies:
@@ -231,13 +244,24 @@ class SliceVerifier(JobResources):
     def _check(self, batch: list[tuple], result: VerifySliceResult) -> None:
         by_index: dict[str, list[tuple]] = {}
         render = self.template.render
+        unaddressed = [item for item in batch if item[3][0] is None]
+        if unaddressed:  # a missing id column: the export dead-lettered these rows
+            batch = [item for item in batch if item[3][0] is not None]
+            result.checked += len(unaddressed)
+            result.missing += len(unaddressed)
+            for key, *_ in unaddressed[:max(0, MAX_EXAMPLES - len(result.missing_keys))]:
+                result.missing_keys.append(key_text(key))
         located = self._locate(batch, result)
         for item in batch:
             by_index.setdefault(located.get(item[0]) or render(item[1]), []).append(item)
         for index, items in by_index.items():
-            ids = [document_id(key) for key, *_ in items]
-            response = engine.mget(self.client, index, ids, source=self.options.compare_fields)
-            for (key, t, values, gone), doc_id, doc in zip(items, ids, response["docs"]):
+            ids = [address[0] for _, _, _, address, _ in items]
+            routings = ([address[1] for _, _, _, address, _ in items]
+                        if self.addressing.routing is not None else None)
+            response = engine.mget(self.client, index, ids, source=self.options.compare_fields,
+                                   routings=routings)
+            for (key, t, values, address, gone), doc in zip(items, response["docs"]):
+                doc_id = address[0]
                 result.checked += 1
                 error = doc.get("error")
                 if error is not None and (error.get("type") if isinstance(error, dict) else
@@ -264,7 +288,7 @@ class SliceVerifier(JobResources):
                     continue
                 result.present += 1
                 if values is not None:
-                    self._judge(index, key, t, values, doc_id, doc, result)
+                    self._judge(index, key, t, values, address, doc, result)
 
     @staticmethod
     def _check_deleted(doc_id: str, doc: dict, t: int, result: VerifySliceResult) -> None:
@@ -288,8 +312,18 @@ class SliceVerifier(JobResources):
         now = self._row(key)
         return now is not None and now[0] > t and self.rule.matches(now[1])
 
-    def _judge(self, index: str, key: bytes, t: int, values: dict, doc_id: str, doc: dict,
-               result: VerifySliceResult) -> None:
+    def _address(self, key: bytes, values: dict) -> tuple[str | None, str | None]:
+        """The row's ``(_id, routing)`` as the export made them; a row the export
+        dead-lettered for a missing column gets the id None and counts as missing."""
+        try:
+            return (self.addressing.doc_id(key, values),
+                    self.addressing.route(key, values, missing_ok=self.settings.mapping
+                                          .on_decode_error == "skip-field"))
+        except MissingValue:
+            return None, None
+
+    def _judge(self, index: str, key: bytes, t: int, values: dict, address: tuple,
+               doc: dict, result: VerifySliceResult) -> None:
         """Compare a document with the row state its version stands for; queue a repair."""
         version = doc.get("_version")
         version = version if isinstance(version, int) else None
@@ -298,10 +332,11 @@ class SliceVerifier(JobResources):
             return
         row_time, row_values, ahead = state
         expected, _ = build_document(key, row_values, row_time, self.mapping)
+        doc_id = address[0]
         if self._compare(expected, doc_id, doc.get("_source") or {}, ahead, result) \
                 and self.repairer is not None:
             self.repairer.add(index, doc_id, key, expected, doc_version=version,
-                              row_time=row_time)
+                              row_time=row_time, routing=address[1])
 
     def _state_for(self, key: bytes, t: int, values: dict, version: int | None
                    ) -> tuple[int, dict, bool] | None:
@@ -345,7 +380,7 @@ class SliceVerifier(JobResources):
                  result: VerifySliceResult) -> bool:
         """Count the document as compared, and as differing or ahead; True if it differs."""
         result.compared += 1
-        differences = field_differences(expected, source)
+        differences = field_differences(expected, source, both_only=self.lenient)
         if not differences:
             return False
         if ahead:

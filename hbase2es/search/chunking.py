@@ -18,13 +18,14 @@ from functools import lru_cache
 
 import orjson
 
+from ..mapping import MAX_ID_BYTES
+
 
 @lru_cache(maxsize=1024)
 def _header_prefix(index: str) -> bytes:
     return b'{"index":{"_index":' + orjson.dumps(index) + b',"_id":'
 
 
-MAX_ID_BYTES = 512
 MAX_VERSION = 2**63 - 1  # a Java long
 
 
@@ -44,7 +45,18 @@ def document_problem(doc_id: str, version: int) -> tuple[str, str] | None:
     return None
 
 
-def index_action(index: str, doc_id: str, version: int, document: dict) -> bytes:
+def _extra(routing: str | None, pipeline: str | None = None) -> bytes:
+    """The optional ``routing`` and ``pipeline`` members of an action (issue 17)."""
+    out = b""
+    if routing is not None:
+        out = b',"routing":' + orjson.dumps(routing)
+    if pipeline is not None:
+        out += b',"pipeline":' + orjson.dumps(pipeline)
+    return out
+
+
+def index_action(index: str, doc_id: str, version: int, document: dict,
+                 routing: str | None = None, pipeline: str | None = None) -> bytes:
     """The two NDJSON lines that index one document with an external version.
 
     ``external_gte`` lets a re-run write the same version again (idempotent) while a
@@ -52,18 +64,20 @@ def index_action(index: str, doc_id: str, version: int, document: dict) -> bytes
     """
     return b"".join((
         _header_prefix(index), orjson.dumps(doc_id), b',"version":', str(version).encode(),
-        b',"version_type":"external_gte"}}\n', orjson.dumps(document), b"\n",
+        b',"version_type":"external_gte"', _extra(routing, pipeline), b'}}\n',
+        orjson.dumps(document), b"\n",
     ))
 
 
-def delete_action(index: str, doc_id: str, version: int) -> bytes:
+def delete_action(index: str, doc_id: str, version: int, routing: str | None = None) -> bytes:
     """The NDJSON line that deletes one document unless it holds a version above ``version``.
 
     With ``external_gte`` a copy written meanwhile with a newer version is kept (409).
     """
     return b"".join((
         b'{"delete":{"_index":', orjson.dumps(index), b',"_id":', orjson.dumps(doc_id),
-        b',"version":', str(version).encode(), b',"version_type":"external_gte"}}\n'))
+        b',"version":', str(version).encode(), b',"version_type":"external_gte"',
+        _extra(routing), b'}}\n'))
 
 
 @dataclass

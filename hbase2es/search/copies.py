@@ -63,6 +63,7 @@ class Copy(NamedTuple):
     index: str
     id: str
     version: int
+    routing: str | None = None  # what a delete of it must carry
 
 
 def newest_copies(copies: list[Copy]) -> dict[str, Copy]:
@@ -95,7 +96,7 @@ def find_copies(client: engine.Client, template: IndexTemplate, ids: list[str]) 
         middle = len(ids) // 2
         return (find_copies(client, template, ids[:middle])
                 + find_copies(client, template, ids[middle:]))
-    return [Copy(h["_index"], h["_id"], int(h["_version"])) for h in found
+    return [Copy(h["_index"], h["_id"], int(h["_version"]), h.get("_routing")) for h in found
             if template.matches(h["_index"])]
 
 
@@ -127,7 +128,8 @@ class CopyRemover:
                             "search for copies")
         doomed = older_copies(copies)
         if doomed:
-            payload = b"".join(delete_action(c.index, c.id, version) for c, version in doomed)
+            payload = b"".join(delete_action(c.index, c.id, version, c.routing)
+                               for c, version in doomed)
             response = self._call(lambda: engine.bulk(self.client, payload,
                                                       filter_path=FILTER_PATH), "delete copies")
             self._count(doomed, response)

@@ -282,10 +282,15 @@ def bulk(client: Client, payload: bytes, *, filter_path: str | None = None) -> d
                 ndjson=True)
 
 
-def mget(client: Client, index: str, ids: list[str], *, source: bool = False) -> dict:
-    """``{"docs": [...]}`` for these ids of one index, each with ``found`` and ``_version``."""
+def mget(client: Client, index: str, ids: list[str], *, source: bool = False,
+         routings: list[str | None] | None = None) -> dict:
+    """``{"docs": [...]}`` for these ids of one index, each with ``found`` and ``_version``;
+    ``routings`` (one per id) finds documents written with a routing."""
+    body = ({"ids": ids} if routings is None else
+            {"docs": [{"_id": i, "routing": r} for i, r in zip(ids, routings)]})
     return call(client, "POST", f"{_target(index)}/_mget", params={"_source": source},
-                body={"ids": ids})
+                body=body)
+
 
 
 def find_ids(client: Client, pattern: str, ids: list[str], *, size: int) -> dict:
@@ -294,7 +299,7 @@ def find_ids(client: Client, pattern: str, ids: list[str], *, size: int) -> dict
     return call(client, "POST", f"{_target(pattern)}/_search",
                 params={"ignore_unavailable": True, "allow_no_indices": True,
                         "filter_path": "hits.total,hits.hits._index,hits.hits._id,"
-                                       "hits.hits._version"},
+                                       "hits.hits._version,hits.hits._routing"},
                 body={"query": {"ids": {"values": ids}}, "size": size, "version": True,
                       "_source": False, "track_total_hits": True})
 

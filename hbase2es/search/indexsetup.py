@@ -19,11 +19,12 @@ import shlex
 import signal
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from . import engine
 from ..backoff import Backoff
-from ..errors import ConfigError
+from ..docaddress import addressing_conflicts, with_addressing_meta
+from ..errors import ConfigError, UnavailableError
 from ..indexname import IndexTemplate
 from ..settings import ElasticsearchSettings, Settings
 from ..signals import handling_stop_signals
@@ -182,14 +183,7 @@ def create_indices(client, settings: Settings, names: list[str]) -> list[str]:
     any index is created or any document is sent. Returns the names created.
     """
     es = settings.elasticsearch
-    existing: dict[str, dict] = {}  # name as the run writes it -> its mappings
-    for chunk in _chunks(names):
-        found = engine.get_mapping(client, ",".join(chunk))
-        for name in chunk:
-            if name in found:
-                existing[name] = found[name]
-            elif engine.index_exists(client, name):  # an alias: check what it points to
-                existing[name] = next(iter(engine.get_mapping(client, name).values()), {})
+    existing = refuse_other_addressing(client, settings, names)
     conflicts = [f"index {name}: {text}" for name, mappings in existing.items()
                  for text in mapping_conflicts(mappings, es.mappings)]
     if conflicts:
@@ -202,7 +196,8 @@ def create_indices(client, settings: Settings, names: list[str]) -> list[str]:
         if name in existing:
             continue
         try:
-            made = engine.create_index(client, name, es.index_settings, es.mappings)
+            made = engine.create_index(client, name, es.index_settings,
+                                       with_addressing_meta(es.mappings, settings))
         except engine.CONNECTION_ERRORS:  # a subclass of the API errors in 7.x: exit 3
             raise
         except engine.API_ERRORS as exc:
@@ -215,6 +210,27 @@ def create_indices(client, settings: Settings, names: list[str]) -> list[str]:
                  "index" if len(created) == 1 else "indices", _show(created))
         warn_field_count(settings)
     return created
+
+
+def refuse_other_addressing(client, settings: Settings, names: list[str], *,
+                            aliases: bool = True) -> dict[str, dict]:
+    """The mappings of the indices among ``names`` that exist; ConfigError (exit 2, nothing
+    written) when one records another id scheme or routing in its ``_meta``. ``aliases``
+    also looks behind names that are aliases (one request per name that is no index)."""
+    existing: dict[str, dict] = {}  # name as the run writes it -> its mappings
+    for chunk in _chunks(names):
+        found = engine.get_mapping(client, ",".join(chunk))
+        for name in chunk:
+            if name in found:
+                existing[name] = found[name]
+            elif aliases and engine.index_exists(client, name):  # an alias: what it points to
+                existing[name] = next(iter(engine.get_mapping(client, name).values()), {})
+    problems = addressing_conflicts(existing, settings)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ConfigError(f"{'; '.join(problems[:3])}{more}: its documents would be stranded; "
+                          f"write to a new index")
+    return existing
 
 
 def _warn_existing_limits(client, settings: Settings, names: list[str]) -> None:
@@ -362,11 +378,46 @@ def bulk_load(client, settings: Settings, names: list[str], report=None):
             report.bulk_load_restore_failed = failed
 
 
+def check_pipeline(es: ElasticsearchSettings) -> None:
+    """``elasticsearch.pipeline`` must exist and have a node to run it: else every bulk
+    would be refused. UnavailableError (exit 3) before anything is written."""
+    if not es.pipeline:
+        return
+    client = engine.make_client(es)
+    try:
+        problem = _pipeline_problem(client, es.pipeline)
+    finally:
+        client.close()
+    if problem is not None:
+        raise UnavailableError(f"elasticsearch.pipeline: {problem}")
+
+
+def _pipeline_problem(client, name: str) -> str | None:
+    try:
+        engine.call(client, "GET", f"/_ingest/pipeline/{quote(name, safe='')}")
+    except engine.EngineError as exc:
+        if exc.status != 404:
+            raise
+        return (f"the ingest pipeline {name!r} does not exist (GET _ingest/pipeline answered "
+                f"404); create it first")
+    try:
+        found = engine.call(client, "GET", "/_nodes/ingest:true",
+                            params={"filter_path": "_nodes.total"})
+    except engine.EngineError as exc:
+        if exc.status in (401, 403):  # the credentials may not list nodes: bulks will tell
+            return None
+        raise
+    if int((found or {}).get("_nodes", {}).get("total", 0)) == 0:
+        return (f"no node of the cluster has the ingest role, so no document can go through "
+                f"pipeline {name!r} (every bulk would answer 500)")
+    return None
+
+
 @contextmanager
 def prepared_indices(settings: Settings, slices: list[Slice], report=None):
     """What an export does around its pool: create indices and/or enter bulk-load mode."""
     run = settings.run
-    if not (run.create_index or run.bulk_load) or not slices:
+    if not slices:
         yield
         return
     names = index_names(settings, slices)
@@ -374,6 +425,8 @@ def prepared_indices(settings: Settings, slices: list[Slice], report=None):
     try:
         if run.create_index:
             create_indices(client, settings, names)
+        else:  # one request per 100 names; what aliases point to is not looked up
+            refuse_other_addressing(client, settings, names, aliases=False)
         if run.bulk_load:
             with bulk_load(client, settings, names, report):
                 yield

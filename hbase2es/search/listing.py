@@ -39,6 +39,8 @@ class Listed:
     version: int | None
     seq_no: int
     primary_term: int
+    routing: str | None = None  # what a delete of it must carry
+    key_text: str | None = None  # the row-key field (the key of a "sha256:" or templated id)
 
 
 def time_range_query(field: str, start_ms: int, end_ms: int) -> dict:
@@ -50,14 +52,15 @@ def time_range_query(field: str, start_ms: int, end_ms: int) -> dict:
     return {"range": {field: {"gte": format_time(start_ms), "lt": format_time(end_ms)}}}
 
 
-def _listed(hit: dict) -> Listed:
+def _listed(hit: dict, key_field: str | None = None) -> Listed:
+    key = (hit.get("_source") or {}).get(key_field) if key_field else None
     return Listed(hit["_index"], hit["_id"], hit.get("_version"), hit["_seq_no"],
-                  hit["_primary_term"])
+                  hit["_primary_term"], hit.get("_routing"), key if isinstance(key, str) else None)
 
 
-def _request(query: dict, size: int) -> dict:
-    return {"query": query, "size": size, "_source": False, "version": True,
-            "seq_no_primary_term": True}
+def _request(query: dict, size: int, key_field: str | None) -> dict:
+    return {"query": query, "size": size, "_source": [key_field] if key_field else False,
+            "version": True, "seq_no_primary_term": True}
 
 
 def walks_with_point_in_time(client: engine.Client) -> bool:
@@ -73,24 +76,25 @@ def walks_with_point_in_time(client: engine.Client) -> bool:
 
 
 def document_pages(client: engine.Client, names: list[str], query: dict, *,
-                   page_size: int = PAGE_SIZE, point_in_time: bool = False
-                   ) -> Iterator[list[Listed]]:
-    """Every document of the indices ``names`` that ``query`` selects, a page at a time.
+                   page_size: int = PAGE_SIZE, point_in_time: bool = False,
+                   key_field: str | None = None) -> Iterator[list[Listed]]:
+    """Every document of the indices ``names`` that ``query`` selects, a page at a time;
+    ``key_field`` of each source is read too (the only source field read).
 
     Indices that do not exist are skipped. The listing's server-side context is closed
     when the generator ends, also early.
     """
     index = ",".join(names)
+    request = _request(query, page_size, key_field)
     pit = engine.open_point_in_time(client, index, KEEP_ALIVE) if point_in_time else None
     if pit is not None:
-        yield from _pit_pages(client, pit, query, page_size)
+        yield from _pit_pages(client, pit, request, key_field)
     else:
-        yield from _scroll_pages(client, index, query, page_size)
+        yield from _scroll_pages(client, index, request, key_field)
 
 
-def _pit_pages(client: engine.Client, pit: str, query: dict, page_size: int
+def _pit_pages(client: engine.Client, pit: str, request: dict, key_field: str | None
                ) -> Iterator[list[Listed]]:
-    request = _request(query, page_size)
     request["sort"] = [{"_shard_doc": "asc"}]
     try:
         while True:
@@ -100,15 +104,14 @@ def _pit_pages(client: engine.Client, pit: str, query: dict, page_size: int
             hits = response["hits"]["hits"]
             if not hits:
                 return
-            yield [_listed(hit) for hit in hits]
+            yield [_listed(hit, key_field) for hit in hits]
             request["search_after"] = hits[-1]["sort"]
     finally:
         engine.close_point_in_time(client, pit)
 
 
-def _scroll_pages(client: engine.Client, index: str, query: dict, page_size: int
+def _scroll_pages(client: engine.Client, index: str, request: dict, key_field: str | None
                   ) -> Iterator[list[Listed]]:
-    request = _request(query, page_size)
     request["sort"] = ["_doc"]
     response = engine.search(client, index, request, scroll=KEEP_ALIVE)
     scroll_id = response.get("_scroll_id")
@@ -117,7 +120,7 @@ def _scroll_pages(client: engine.Client, index: str, query: dict, page_size: int
             hits = response["hits"]["hits"]
             if not hits:
                 return
-            yield [_listed(hit) for hit in hits]
+            yield [_listed(hit, key_field) for hit in hits]
             response = engine.scroll(client, scroll_id, KEEP_ALIVE)
             scroll_id = response.get("_scroll_id", scroll_id)
     finally:
@@ -126,11 +129,13 @@ def _scroll_pages(client: engine.Client, index: str, query: dict, page_size: int
 
 
 def random_documents(client: engine.Client, names: list[str], query: dict, count: int,
-                     rng: random.Random | None = None) -> list[Listed]:
+                     rng: random.Random | None = None, key_field: str | None = None
+                     ) -> list[Listed]:
     """Up to ``count`` documents (at most MAX_SAMPLE) that ``query`` selects, drawn at
     random: a fresh seed each call, so two runs check different documents."""
     seed = (rng or random.Random()).randrange(2**31)
     scored = {"function_score": {"query": query,
                                  "random_score": {"seed": seed, "field": "_seq_no"}}}
-    response = engine.search(client, ",".join(names), _request(scored, min(count, MAX_SAMPLE)))
-    return [_listed(hit) for hit in response["hits"]["hits"]]
+    response = engine.search(client, ",".join(names),
+                             _request(scored, min(count, MAX_SAMPLE), key_field))
+    return [_listed(hit, key_field) for hit in response["hits"]["hits"]]

@@ -105,10 +105,11 @@ class BulkWriter:
             counts = self.group(self.group_of(key))
             setattr(counts, outcome, getattr(counts, outcome) + 1)
 
-    def index(self, index: str, doc_id: str, version: int, document: dict, key: object) -> None:
+    def index(self, index: str, doc_id: str, version: int, document: dict, key: object,
+              routing: str | None = None, pipeline: str | None = None) -> None:
         """Add one document, unless the engine would refuse its action: then it fails
         (``on_failure``, status 0) when the chunk it sits in settles, and is never sent."""
-        item = index_action(index, doc_id, version, document)
+        item = index_action(index, doc_id, version, document, routing, pipeline)
         problem = document_problem(doc_id, version)
         if problem is None:
             self.add(item, key)
