@@ -23,6 +23,8 @@ from ..settings import Settings
 from . import metrics
 from .executors import EXECUTORS
 from .ledger import Ledger, job_definition
+from .cutover import check_alias, verify_then_cut_over
+from .datastream import with_data_streams
 from .limiter import RunLimiter
 from .outcomes import outcome_error, outcome_status
 from .pieces import Checkpoint, RegionSplit, SliceTask, wants_region_split
@@ -66,6 +68,7 @@ def run_export(settings: Settings, stop: StopRequest | None = None) -> RunReport
         report.seconds = time.monotonic() - started
         report.exit_code = exit_code(report, run.max_errors)
         _finished(settings, report)
+        verify_then_cut_over(settings, report, stop)
         watch.finish(report.exit_code)
         return report
 
@@ -78,6 +81,7 @@ def _run_slices(settings: Settings, report: RunReport, todo: list[SliceReport],
         with stop.running():
             if todo and not report.interrupted:
                 preflight(settings)
+                slice_run.settings = settings = _checked_targets(settings, todo, ledger)
                 # --create-index / --bulk-load: indices ready before the first document,
                 # bulk-load settings put back however the run ends.
                 with indexsetup.prepared_indices(settings, [e.slice for e in todo], report):
@@ -93,6 +97,20 @@ def _run_slices(settings: Settings, report: RunReport, todo: list[SliceReport],
     for entry in report.slices:
         if entry.status == "running":  # started, but its outcome never came
             entry.status = "cancelled"
+
+
+def _checked_targets(settings: Settings, todo: list[SliceReport],
+                     ledger: Ledger | None) -> Settings:
+    """Preflight of what the index names are: the alias name, and data streams (the
+    settings returned say whether the run writes to them)."""
+    names = indexsetup.index_names(settings, [e.slice for e in todo])
+    client = engine.make_client(settings.elasticsearch)
+    try:
+        check_alias(settings, client, names)
+        return with_data_streams(settings, client, names, todo,
+                                 ledger.done() if ledger is not None else set())
+    finally:
+        client.close()
 
 
 def refresh_written(settings: Settings, report: RunReport) -> list[str]:

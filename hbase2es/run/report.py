@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import orjson
 from tqdm import tqdm
 
+from ..errors import ConfigError
 from ..timewindow import Slice, format_time
 from . import logformat
 from .pieces import Checkpoint
@@ -84,6 +85,8 @@ class RunReport:
     # run.limiter: 429s, back-offs and the concurrency limit; and the achieved rates.
     pressure: dict | None = None
     throughput: dict | None = None
+    verify: dict | None = None  # run.cutover: --verify after the export (exit code, totals)
+    alias: dict | None = None  # run.cutover: name, previous and current targets, cut_over
     # The run's shared RunLimiter while it runs (read by the metrics; not reported).
     limiter: object | None = field(default=None, repr=False)
 
@@ -103,7 +106,8 @@ class RunReport:
                "reexported": self.reexported(),
                "exit_code": int(self.exit_code), "interrupted": self.interrupted,
                "seconds": round(self.seconds, 3)}
-        for name in ("region_split", "bulk_load", "spark", "pressure", "throughput"):
+        for name in ("region_split", "bulk_load", "spark", "pressure", "throughput", "verify",
+                     "alias"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.bulk_load_restore_failed:
@@ -292,6 +296,18 @@ def _pressure_line(pressure: dict | None) -> str | None:
                  f"{pressure['lowest_concurrency']} of {pressure['ceiling']}, ended at "
                  f"{pressure['concurrency']}")
     return line
+
+
+def read_json(path: str) -> dict:
+    """A report ``write_json`` wrote; ConfigError when the file holds no JSON object."""
+    try:
+        with open(path, "rb") as f:
+            data = orjson.loads(f.read())
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"--report: {path!r} is not a JSON report: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--report: {path!r} is not a JSON report")
+    return data
 
 
 def write_json(path: str, data: dict) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from ..backoff import Backoff
 from ..errors import UnavailableError
 from . import engine
-from .chunking import Chunk, Chunker, document_problem, index_action
+from .chunking import Chunk, Chunker, create_action, document_problem, index_action
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,9 @@ class BulkWriter:
                  on_written: Callable[[list[bytes]], None] | None = None,
 
                  around_send: Callable[[Callable[[bytes], dict]], Callable[[bytes], dict]]
-                 | None = None):
+                 | None = None, create: bool = False):
         self.client = client
+        self.create = create  # a data stream: op_type create, no version (chunking)
         self.chunker = Chunker(max_docs, max_bytes)
         self.retry_seconds = retry_seconds
         self.on_failure = on_failure or (lambda rejection: None)
@@ -94,8 +95,12 @@ class BulkWriter:
     def index(self, index: str, doc_id: str, version: int, document: dict, key: object) -> None:
         """Add one document, unless the engine would refuse its action: then it fails
         (``on_failure``, status 0) when the chunk it sits in settles, and is never sent."""
-        item = index_action(index, doc_id, version, document)
-        problem = document_problem(doc_id, version)
+        if self.create:
+            item, problem = (create_action(index, doc_id, document),
+                             document_problem(doc_id, None))
+        else:
+            item, problem = (index_action(index, doc_id, version, document),
+                             document_problem(doc_id, version))
         if problem is None:
             self.add(item, key)
             return
