@@ -209,7 +209,8 @@ def _resolve(settings: Settings, now_ms: int, need_window: bool,
         raise ConfigError("no Elasticsearch index: give --index or [elasticsearch] index")
     try:
         # Checked here so a bad name fails before any server is contacted, not in the workers.
-        IndexTemplate(settings.elasticsearch.index, tz)
+        if settings.elasticsearch.index or need_job:
+            IndexTemplate(settings.elasticsearch.index, tz)
     except ValueError as exc:
         raise ConfigError(f"elasticsearch.index: {exc}") from None
     settings = _with_mappings_file(settings)

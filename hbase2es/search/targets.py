@@ -2,10 +2,8 @@
 turns into one on the first write), an alias, or a plain index; and the alias calls of a
 cut-over (one ``_aliases`` request, atomic on every supported engine).
 
-Data streams exist on Elasticsearch 7.9+ with its default distribution and on OpenSearch
-1.0+. An engine without them (an OSS build, or one whose x-pack modules are left out)
-answers ``GET /_data_stream`` with 400 or 405: then no name is a data stream, and an index
-template with ``data_stream`` could not exist there either.
+Data streams exist on Elasticsearch 7.9+ and OpenSearch 1.0+; an engine without them
+(Elasticsearch 7 OSS) refuses a template with ``data_stream``, so no name becomes one.
 """
 
 from __future__ import annotations
@@ -14,26 +12,41 @@ from fnmatch import fnmatchcase
 from urllib.parse import quote
 
 from . import engine
+from .indexsetup import NAMES_PER_REQUEST
 
 
 DEFAULT_TIME_FIELD = "@timestamp"
 
 
 def _time_field(spec: dict | None) -> str:
-    """The field a data stream orders by: ``@timestamp`` unless (OpenSearch) it names one."""
-    named = ((spec or {}).get("timestamp_field") or {}).get("name")
+    """The field a data stream orders by: ``@timestamp`` unless (OpenSearch) it names one.
+    ``_resolve`` gives it as a string, templates and ``_data_stream`` as ``{"name": ...}``."""
+    named = (spec or {}).get("timestamp_field")
+    if isinstance(named, dict):
+        named = named.get("name")
     return named or DEFAULT_TIME_FIELD
 
 
-def data_streams(client: engine.Client) -> dict[str, str] | None:
-    """``{data stream: its time field}`` of the cluster; None when the engine has none."""
-    try:
-        answer = engine.call(client, "GET", "/_data_stream")
-    except engine.EngineError as exc:
-        if exc.status in (400, 404, 405):
-            return None
-        raise
-    return {ds["name"]: _time_field(ds) for ds in (answer or {}).get("data_streams", ())}
+def existing_streams(client: engine.Client, names: list[str]) -> dict[str, str]:
+    """``{data stream: its time field}`` of those ``names`` that exist as data streams.
+
+    ``_resolve/index`` is part of every engine since Elasticsearch 7.9 and OpenSearch 1.0,
+    also where the ``_data_stream`` endpoints are missing (Elasticsearch without its
+    x-pack modules still creates data streams from templates); older engines have none.
+    """
+    found: dict[str, str] = {}
+    for i in range(0, len(names), NAMES_PER_REQUEST):
+        chunk = ",".join(names[i:i + NAMES_PER_REQUEST])
+        try:
+            answer = engine.call(client, "GET", f"/_resolve/index/{quote(chunk, safe=',')}",
+                                 params={"ignore_unavailable": True})
+        except engine.EngineError as exc:
+            if exc.status in (400, 404, 405):
+                return {}
+            raise
+        found.update({ds["name"]: _time_field(ds)
+                      for ds in (answer or {}).get("data_streams", ())})
+    return found
 
 
 def index_templates(client: engine.Client) -> list[dict]:
@@ -72,9 +85,7 @@ def template_makes_stream(name: str, templates: list[dict]) -> str | None:
 def stream_names(client: engine.Client, names: list[str]) -> dict[str, str]:
     """``{name: time field}`` of those ``names`` that are data streams, or that a template
     makes one when first written to (an existing index or alias is never one)."""
-    streams = data_streams(client)
-    if streams is None:
-        return {}
+    streams = existing_streams(client, names)
     templates: list[dict] | None = None
     found = {}
     for name in names:
