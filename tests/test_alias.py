@@ -181,16 +181,23 @@ def test_rollback_refuses_a_report_without_a_cut_over(servers, table, names, tmp
 
 
 @pytest.fixture
-def stream_engine(servers):
-    """An engine with the whole data-stream API (OpenSearch 2 of the dev servers)."""
+def stream(servers, unique_name):
+    """A data-stream name of this test's own on an engine with the whole data-stream API
+    (OpenSearch 2 of the dev servers), made a data stream by an index template; (url,
+    client, name), the stream and its template deleted afterwards."""
     try:
         url = engine_url("OS2")
     except Exception as exc:  # noqa: BLE001 - the helper says which variable is missing
         require_or_skip(f"no OpenSearch 2 for data-stream tests: {exc}")
     c = engine.make_client(ElasticsearchSettings(hosts=(url,)))
+    name = unique_name.replace("_", "-") + "-ds"
+    engine.call(c, "PUT", f"/_index_template/{name}-tpl",
+                body={"index_patterns": [f"{name}*"], "data_stream": {}, "priority": 900})
     try:
-        yield url, c
+        yield url, c, name
     finally:
+        engine.call(c, "DELETE", f"/_data_stream/{name}", ok=(404,))
+        engine.call(c, "DELETE", f"/_index_template/{name}-tpl", ok=(404,))
         c.close()
 
 
@@ -201,41 +208,27 @@ def stream_engine(servers):
     ([], '[mapping.delete_when]\ncolumn = "cf:gone"\npresent = true\n', "mapping.delete_when"),
 ])
 def test_what_a_data_stream_cannot_take_is_refused_before_writing(
-        servers, table, stream_engine, unique_name, tmp_path, extra, config, key):
-    url, c = stream_engine
+        servers, table, stream, tmp_path, extra, config, key):
+    url, c, name = stream
     load_rows(table)
-    stream = unique_name.replace("_", "-") + "-ds"
-    engine.call(c, "PUT", f"/_index_template/{stream}-tpl",
-                body={"index_patterns": [f"{stream}*"], "data_stream": {}, "priority": 900})
-    try:
-        result, report = export(servers, table, stream, tmp_path,
-                                *[e.format(stream=stream) for e in extra], url=url,
-                                config=config, expect_exit=2)
-        assert one_error_line(result).startswith(f"hbase2es: error: {key}:"), result.stderr
-        assert report is None and targets.existing_streams(c, [stream]) == {}
-    finally:
-        engine.call(c, "DELETE", f"/_data_stream/{stream}", ok=(404,))
-        engine.call(c, "DELETE", f"/_index_template/{stream}-tpl", ok=(404,))
+    result, report = export(servers, table, name, tmp_path,
+                            *[e.format(stream=name) for e in extra], url=url, config=config,
+                            expect_exit=2)
+    assert one_error_line(result).startswith(f"hbase2es: error: {key}:"), result.stderr
+    assert report is None and targets.existing_streams(c, [name]) == {}
 
 
-def test_without_a_ledger_a_window_the_stream_holds_is_refused(servers, table, stream_engine,
-                                                               unique_name, tmp_path):
-    url, c = stream_engine
+def test_without_a_ledger_a_window_the_stream_holds_is_refused(servers, table, stream,
+                                                               tmp_path):
+    url, c, name = stream
     load_rows(table)
-    stream = unique_name.replace("_", "-") + "-ds"
-    engine.call(c, "PUT", f"/_index_template/{stream}-tpl",
-                body={"index_patterns": [f"{stream}*"], "data_stream": {}, "priority": 900})
-    try:
-        _, report = export(servers, table, stream, tmp_path, url=url)
-        assert report["totals"]["indexed"] == ROWS
-        result, _ = export(servers, table, stream, tmp_path, url=url, expect_exit=2)
-        line = one_error_line(result)
-        assert "run.allow_duplicates" in line and f"holds {ROWS} document" in line
-        _, report = export(servers, table, stream, tmp_path, "--allow-duplicates", url=url)
-        # Same backing index: the row key as _id makes it refuse the copies (stale).
-        assert (report["totals"]["indexed"], report["totals"]["stale"]) == (0, ROWS)
-        engine.refresh(c, stream)
-        assert engine.call(c, "GET", f"/{stream}/_count")["count"] == ROWS
-    finally:
-        engine.call(c, "DELETE", f"/_data_stream/{stream}", ok=(404,))
-        engine.call(c, "DELETE", f"/_index_template/{stream}-tpl", ok=(404,))
+    _, report = export(servers, table, name, tmp_path, url=url)
+    assert report["totals"]["indexed"] == ROWS
+    result, _ = export(servers, table, name, tmp_path, url=url, expect_exit=2)
+    line = one_error_line(result)
+    assert "run.allow_duplicates" in line and f"holds {ROWS} document" in line
+    _, report = export(servers, table, name, tmp_path, "--allow-duplicates", url=url)
+    # Same backing index: the row key as _id makes it refuse the copies (stale).
+    assert (report["totals"]["indexed"], report["totals"]["stale"]) == (0, ROWS)
+    engine.refresh(c, name)
+    assert engine.call(c, "GET", f"/{name}/_count")["count"] == ROWS
