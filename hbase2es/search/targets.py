@@ -28,25 +28,34 @@ def _time_field(spec: dict | None) -> str:
 
 
 def existing_streams(client: engine.Client, names: list[str]) -> dict[str, str]:
-    """``{data stream: its time field}`` of those ``names`` that exist as data streams.
+    """``{data stream: its time field}`` of those ``names`` that exist as data streams."""
+    return _resolved(client, names)[0]
+
+
+def _resolved(client: engine.Client, names: list[str]) -> tuple[dict[str, str], set[str]]:
+    """The data streams among ``names`` (with their time fields), and every name that
+    exists as anything (index, alias or data stream).
 
     ``_resolve/index`` is part of every engine since Elasticsearch 7.9 and OpenSearch 1.0,
     also where the ``_data_stream`` endpoints are missing (Elasticsearch without its
-    x-pack modules still creates data streams from templates); older engines have none.
+    x-pack modules still creates data streams from templates); older engines have no
+    data streams at all, and answer ({}, names).
     """
-    found: dict[str, str] = {}
+    streams: dict[str, str] = {}
+    existing: set[str] = set()
     for i in range(0, len(names), NAMES_PER_REQUEST):
         chunk = ",".join(names[i:i + NAMES_PER_REQUEST])
         try:
             answer = engine.call(client, "GET", f"/_resolve/index/{quote(chunk, safe=',')}",
-                                 params={"ignore_unavailable": True})
+                                 params={"ignore_unavailable": True}) or {}
         except engine.EngineError as exc:
             if exc.status in (400, 404, 405):
-                return {}
+                return {}, set(names)
             raise
-        found.update({ds["name"]: _time_field(ds)
-                      for ds in (answer or {}).get("data_streams", ())})
-    return found
+        streams.update({ds["name"]: _time_field(ds) for ds in answer.get("data_streams", ())})
+        existing |= {entry["name"] for kind in ("indices", "aliases", "data_streams")
+                     for entry in answer.get(kind, ())}
+    return streams, existing
 
 
 def index_templates(client: engine.Client) -> list[dict]:
@@ -85,21 +94,15 @@ def template_makes_stream(name: str, templates: list[dict]) -> str | None:
 def stream_names(client: engine.Client, names: list[str]) -> dict[str, str]:
     """``{name: time field}`` of those ``names`` that are data streams, or that a template
     makes one when first written to (an existing index or alias is never one)."""
-    streams = existing_streams(client, names)
-    templates: list[dict] | None = None
-    found = {}
-    for name in names:
-        if name in streams:
-            found[name] = streams[name]
-            continue
-        if engine.index_exists(client, name):
-            continue
-        if templates is None:
-            templates = index_templates(client)
-        field = template_makes_stream(name, templates)
-        if field is not None:
-            found[name] = field
-    return found
+    streams, existing = _resolved(client, names)
+    missing = [n for n in names if n not in existing]
+    if missing:
+        templates = index_templates(client)
+        for name in missing:
+            field = template_makes_stream(name, templates)
+            if field is not None:
+                streams[name] = field
+    return {n: streams[n] for n in names if n in streams}
 
 
 def count_between(client: engine.Client, names: str, field: str, start_ms: int,
