@@ -141,8 +141,12 @@ def test_a_failed_verify_leaves_the_alias_where_it_was(servers, table, client, n
     # succeeds, verify finds the document missing, and the alias stays on the old index.
     engine.create_index(client, new, {}, {"properties": {"cf:n": {"type": "integer"}}})
     put_row(table, "row-00", {"cf:n": "not a number"}, row_time(0))
-    _, report = export(servers, table, new, tmp_path, "--alias", alias, "--verify",
-                       "--max-errors", "1", expect_exit=1)
+    result, report = export(servers, table, new, tmp_path, "--alias", alias, "--verify",
+                            "--max-errors", "1", "--log-format", "json", expect_exit=1)
+    said = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    left = [e for e in said if e["event"] == "alias_not_cut_over"]
+    assert len(left) == 1 and left[0]["alias"]["name"] == alias
+    assert "verify failed" in left[0]["message"]
     assert report["totals"]["failed"] == 1 and report["verify"]["exit_code"] == 1
     assert report["exit_code"] == 1
     assert report["alias"]["cut_over"] is False and "verify failed" in report["alias"]["reason"]

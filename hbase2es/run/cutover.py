@@ -58,7 +58,7 @@ def cut_over(settings: Settings, report: RunReport) -> None:
         why = "verify failed" if report.verify and report.verify["exit_code"] else \
             f"the run ended with exit {int(report.exit_code)}"
         record["reason"] = f"{why}; the alias was left as it was"
-        log.warning("alias %s: not cut over, %s", alias, record["reason"])
+        _left(record)
         return
     client = engine.make_client(settings.elasticsearch)
     try:
@@ -67,7 +67,7 @@ def cut_over(settings: Settings, report: RunReport) -> None:
         record.update(previous=previous, current=wanted)
         if not wanted:
             record["reason"] = "no index of the run's window exists; the alias was left as it was"
-            log.warning("alias %s: not cut over, %s", alias, record["reason"])
+            _left(record)
             return
         targets.swap_alias(client, alias, add=[n for n in wanted if n not in previous],
                            remove=[n for n in previous if n not in wanted])
@@ -75,7 +75,7 @@ def cut_over(settings: Settings, report: RunReport) -> None:
         record["error"] = f"{type(exc).__name__}: {engine.error_reason(exc)}"[:500]
         record["reason"] = "the cut-over request failed; the alias was left as it was"
         report.exit_code = ExitCode.FAILED
-        log.error("alias %s: %s (%s)", alias, record["reason"], record["error"])
+        _left(record, logging.ERROR)
         return
     finally:
         client.close()
@@ -83,6 +83,13 @@ def cut_over(settings: Settings, report: RunReport) -> None:
     log.info("alias %s now points at %s (before: %s)", alias, ", ".join(wanted[:5]),
              ", ".join(previous[:5]) or "nothing", extra={"event": "alias_cut_over",
                                                           "alias": record})
+
+
+def _left(record: dict, level: int = logging.WARNING) -> None:
+    """The log line of a run that did not cut over (JSON: event alias_not_cut_over)."""
+    log.log(level, "alias %s: not cut over, %s%s", record["name"], record["reason"],
+            f" ({record['error']})" if record.get("error") else "",
+            extra={"event": "alias_not_cut_over", "alias": record})
 
 
 def _existing(client: engine.Client, names: list[str]) -> list[str]:
