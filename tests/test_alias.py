@@ -236,3 +236,25 @@ def test_without_a_ledger_a_window_the_stream_holds_is_refused(servers, table, s
     assert (report["totals"]["indexed"], report["totals"]["stale"]) == (0, ROWS)
     engine.refresh(c, name)
     assert engine.call(c, "GET", f"/{name}/_count")["count"] == ROWS
+
+
+def test_a_verify_that_cannot_run_keeps_the_report_and_the_alias(servers, table, client, names,
+                                                                tmp_path, monkeypatch):
+    """HBase going away between export and verify cannot be made on demand: verify's
+    start is made to fail as it would, the export before it is real."""
+    import hbase2es.run.verify as verify_module
+    from hbase2es.errors import UnavailableError
+
+    def gone(*args, **kwargs):
+        raise UnavailableError("HBase Thrift server 127.0.0.1:1 unreachable")
+
+    monkeypatch.setattr(verify_module, "run_verify", gone)
+    load_rows(table)
+    alias = f"{names}-live"
+    _, report = export(servers, table, f"{names}-v1", tmp_path, "--alias", alias, "--verify",
+                       expect_exit=3)
+    assert report["totals"]["indexed"] == ROWS  # the export's report is there
+    assert report["verify"] == {"exit_code": 3,
+                                "error": "HBase Thrift server 127.0.0.1:1 unreachable"}
+    assert report["alias"]["cut_over"] is False and "verify failed" in report["alias"]["reason"]
+    assert targets.alias_targets(client, alias) == []

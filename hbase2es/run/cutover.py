@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import ConfigError, ExitCode, UnavailableError
+from ..errors import ConfigError, ExitCode, Hbase2esError, UnavailableError
 from ..search import engine, targets
 from ..search.indexsetup import NAMES_PER_REQUEST, index_names
 from ..settings import Settings
@@ -39,14 +39,25 @@ def verify_then_cut_over(settings: Settings, report: RunReport,
                          stop: StopRequest | None) -> None:
     """``--verify`` (when the export succeeded), then the cut-over (when both did)."""
     if settings.run.verify and report.exit_code == ExitCode.OK and not report.interrupted:
-        from .verify import run_verify  # only runs that ask for it pay for the import
-
-        checked = run_verify(settings, stop=stop).to_dict()
-        report.verify = {"exit_code": checked["exit_code"], "totals": checked["totals"]}
-        if checked["exit_code"] != ExitCode.OK:
-            report.exit_code = ExitCode(checked["exit_code"])
+        report.verify = _verified(settings, stop)
+        if report.verify["exit_code"] != ExitCode.OK:
+            report.exit_code = ExitCode(report.verify["exit_code"])
     if settings.run.alias:
         cut_over(settings, report)
+
+
+def _verified(settings: Settings, stop: StopRequest | None) -> dict:
+    """The report's ``verify`` section. A verify that cannot run (a server gone since the
+    export) is its exit code and error there: the export's report must still be written."""
+    from .verify import run_verify  # only runs that ask for it pay for the import
+
+    try:
+        checked = run_verify(settings, stop=stop).to_dict()
+    except (Hbase2esError, *engine.CONNECTION_ERRORS, OSError) as exc:
+        code = exc.exit_code if isinstance(exc, Hbase2esError) else ExitCode.UNAVAILABLE
+        log.error("--verify could not run: %s", exc)
+        return {"exit_code": int(code), "error": str(exc)[:500]}
+    return {"exit_code": checked["exit_code"], "totals": checked["totals"]}
 
 
 def cut_over(settings: Settings, report: RunReport) -> None:
