@@ -116,8 +116,10 @@ def test_the_alias_points_at_every_index_of_a_templated_window_after_verify(
     load_rows(table)
     alias = f"{names}-live"
     template_name = f"{names}-{{time:%Y.%m.%d.%H}}"
-    _, report = export(servers, table, template_name, tmp_path, "--alias", alias, "--verify")
+    result, report = export(servers, table, template_name, tmp_path, "--alias", alias,
+                            "--verify")
     hours = [hour_name(names, START + h * HOUR) for h in range(3)]
+    assert f"alias {alias}: now {', '.join(sorted(hours))} (was nothing;" in result.stdout
     assert report["verify"]["exit_code"] == 0 and report["verify"]["totals"]["missing"] == 0
     assert report["alias"] == {"name": alias, "cut_over": True, "previous": [],
                                "current": sorted(hours)}
@@ -150,6 +152,7 @@ def test_a_failed_verify_leaves_the_alias_where_it_was(servers, table, client, n
     assert report["totals"]["failed"] == 1 and report["verify"]["exit_code"] == 1
     assert report["exit_code"] == 1
     assert report["alias"]["cut_over"] is False and "verify failed" in report["alias"]["reason"]
+    assert f"alias {alias}: not cut over (verify failed" in result.stdout
     assert targets.alias_targets(client, alias) == [old]
 
 

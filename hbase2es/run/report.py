@@ -233,6 +233,18 @@ def _slice_line(s: SliceReport, names: list[str]) -> tuple[str, ...]:
             *(str(getattr(s, n)) for n in names), f"{s.seconds:.1f}")
 
 
+def _alias_line(record: dict) -> str:
+    """--alias: where it points now, or why it stayed."""
+    def few(names: list[str]) -> str:
+        more = f" (+{len(names) - 3} more)" if len(names) > 3 else ""
+        return ", ".join(names[:3]) + more if names else "nothing"
+
+    if record.get("cut_over"):
+        return (f"alias {record['name']}: now {few(record['current'])} (was "
+                f"{few(record['previous'])}; undo: hbase2es alias --rollback --report FILE)")
+    return f"alias {record['name']}: not cut over ({record.get('reason', '')})"
+
+
 def summary_table(report: RunReport, full: bool = False) -> str:
     """The end-of-run table, short enough for a screen at any slice count.
 
@@ -271,6 +283,8 @@ def summary_table(report: RunReport, full: bool = False) -> str:
         lines.append("slices: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n))
     lines += [line for line in (_rate_line(report.throughput), _pressure_line(report.pressure),
                                 note) if line]
+    if report.alias is not None:
+        lines.append(_alias_line(report.alias))
     return "\n".join(lines)
 
 
