@@ -151,6 +151,15 @@ def cli():
 @setting_option("run.summary", "--summary", name="summary", type=click.Choice(SUMMARIES),
           help="End-of-run table: short (totals, failed and slowest slices; the default) or "
                "full (every slice).")
+@setting_option("run.alias", "--alias", name="alias", metavar="NAME",
+          help="After a run with no failed slice (and a passed --verify), point alias NAME "
+               "at the run's indices and away from its previous ones, in one atomic request; "
+               "the report records the previous ones for 'hbase2es alias --rollback'.")
+@switch_option("verify", "Verify the window after the export (as 'hbase2es verify' does); "
+                         "a failed verify is exit 1 and leaves --alias untouched.")
+@switch_option("allow_duplicates",
+         "Let slices the ledger has as done run again into a data stream, which takes no "
+         "external version: after a rollover their rows are duplicated.")
 def export(**params):
     """Export the rows of a time window from HBase into Elasticsearch."""
     from .run.export import run_export
@@ -321,6 +330,26 @@ def status(ledger: str, as_json: bool):
     data = ledger_status(ledger)
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json
                else render_status(data))
+
+
+@cli.command("alias")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar=env_name("config"),
+              help="TOML config file naming the cluster ([elasticsearch] hosts).")
+@setting_option("elasticsearch.hosts", "--es", name="es_hosts", envvar=env_name("es"),
+                multiple=True, metavar="URL", help="Elasticsearch URL; repeat for several nodes.")
+@click.option("--report", "run_report", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="The JSON report of the export whose cut-over to undo.")
+@click.option("--rollback", is_flag=True, required=True,
+              help="Point the alias back at the indices it pointed at before that export.")
+def alias_command(run_report: str, rollback: bool, **params):
+    """Undo the alias cut-over of an export (--alias), from its JSON report."""
+    from .run.cutover import rollback as roll_back
+    from .run.report import read_json
+
+    settings = build_settings(click.get_current_context(), need_window=False, need_job=False)
+    done = roll_back(settings, read_json(run_report))
+    click.echo(f"alias {done['name']}: points at {', '.join(done['restored']) or 'nothing'} "
+               f"again (was {', '.join(done['removed'])})")
 
 
 @cli.command()

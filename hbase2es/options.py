@@ -144,7 +144,8 @@ THRIFT2 = setting_option(
          "read through it, both time bounds on the server.")
 
 
-def build_settings(ctx: click.Context, *, need_window: bool = True) -> Settings:
+def build_settings(ctx: click.Context, *, need_window: bool = True,
+                   need_job: bool = True) -> Settings:
     """What the user gave (flag, else env, as click resolved it) over the file over defaults.
 
     A parameter counts only when its source is the command line or the environment, so
@@ -160,7 +161,8 @@ def build_settings(ctx: click.Context, *, need_window: bool = True) -> Settings:
         else:
             overrides[key] = value
     settings = load_settings(ctx.params.get("config"), overrides,
-                             now_ms=int(time.time() * 1000), need_window=need_window)
+                             now_ms=int(time.time() * 1000), need_window=need_window,
+                             need_job=need_job)
     setup_logging(settings.run.log_level, settings.run.log_format,
                   secrets_of(settings.elasticsearch))
     return settings

@@ -163,6 +163,12 @@ class RunSettings:
     job: str = ""  # the metrics' job label; "" = the index name
     log_format: str = "human"
     summary: str = "short"
+    # Alias cut-over (run.cutover): after a run without failed slices (and a passed
+    # --verify), point this alias at the run's indices, away from its previous ones.
+    alias: str | None = None
+    verify: bool = False  # verify the window after the export, before any cut-over
+    # Data streams take no external version: let a done slice run into one again anyway.
+    allow_duplicates: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,9 @@ class Settings:
     end_ms: int = 0
     slice_ms: int = 3_600_000
     lookback_ms: int = 0  # run.lookback in ms; 0 = no lookback
+    # Found by the export's preflight (run.datastream), not set by the user: the index
+    # names are data streams, written with op_type create and no version.
+    data_stream: bool = False
 
     @property
     def tzinfo(self):

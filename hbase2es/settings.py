@@ -47,8 +47,9 @@ def parse_bool(text: str) -> bool:
 
 
 def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | None = None,
-                  *, now_ms: int, need_window: bool = True) -> Settings:
-    """Build Settings from a TOML file and ``{"section.key": value}`` overrides (flags/env)."""
+                  *, now_ms: int, need_window: bool = True, need_job: bool = True) -> Settings:
+    """Build Settings from a TOML file and ``{"section.key": value}`` overrides (flags/env);
+    ``need_job`` False for a command that only talks to the cluster (no table, no index)."""
     raw: dict[str, Any] = {}
     origin = "defaults"
     if config is not None:
@@ -75,7 +76,7 @@ def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | 
     except ValueError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
     check_hbase(settings.hbase)
-    return _resolve(settings, now_ms, need_window)
+    return _resolve(settings, now_ms, need_window, need_job)
 
 
 def _check_time_source(window: WindowSettings, origin: str) -> None:
@@ -199,7 +200,8 @@ def _spark_conf(table: dict, where: str, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _resolve(settings: Settings, now_ms: int, need_window: bool) -> Settings:
+def _resolve(settings: Settings, now_ms: int, need_window: bool,
+             need_job: bool = True) -> Settings:
     """Turn window text into epoch milliseconds and check what a run cannot do without."""
     w = settings.window
     try:
@@ -207,13 +209,14 @@ def _resolve(settings: Settings, now_ms: int, need_window: bool) -> Settings:
         slice_ms = parse_duration(w.slice)
     except TimeError as exc:
         raise ConfigError(f"window: {exc}") from None
-    if not settings.hbase.table:
+    if need_job and not settings.hbase.table:
         raise ConfigError("no HBase table: give --table or [hbase] table")
-    if not settings.elasticsearch.index:
+    if need_job and not settings.elasticsearch.index:
         raise ConfigError("no Elasticsearch index: give --index or [elasticsearch] index")
     try:
         # Checked here so a bad name fails before any server is contacted, not in the workers.
-        IndexTemplate(settings.elasticsearch.index, tz)
+        if settings.elasticsearch.index or need_job:
+            IndexTemplate(settings.elasticsearch.index, tz)
     except ValueError as exc:
         raise ConfigError(f"elasticsearch.index: {exc}") from None
     settings = _with_mappings_file(settings)

@@ -21,7 +21,7 @@ from hbase2es.settings import BOOLEAN_WORDS, SECTIONS, Settings
 
 # Every boolean setting the command line can set, as the user types it.
 SWITCHES = ["quiet", "resume", "incremental", "create_index", "bulk_load", "split_by_region",
-            "refresh", "adaptive", "one_pass"]
+            "refresh", "adaptive", "one_pass", "verify", "allow_duplicates"]
 FALSE_WORDS = ["false", "0", "no", "off", "OFF", "False"]
 TRUE_WORDS = ["true", "1", "yes", "on", "YES", "True"]
 
@@ -216,6 +216,7 @@ KEYS = [
     ("--metrics-interval", "run.metrics_interval", 5, "2.5", "60", (5.0, 2.5, 60.0)),
     ("--log-format", "run.log_format", "json", "human", "json", ("json", "human", "json")),
     ("--summary", "run.summary", "full", "short", "full", ("full", "short", "full")),
+    ("--alias", "run.alias", "a-file", "a-env", "a-flag", ("a-file", "a-env", "a-flag")),
 ]
 
 

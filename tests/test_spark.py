@@ -143,6 +143,28 @@ def test_spark_exports_the_same_documents_and_counts_as_the_local_pool(
     assert spark_docs["s3-r01"]["_source"]["cf:n"] == "updated 1"
 
 
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.timeout(RUN_LIMIT_S)
+def test_spark_run_cuts_the_alias_over_in_the_parent_after_the_job(
+        pyspark, servers, table, index, tmp_path):
+    from hbase2es.search import engine, targets
+    from hbase2es.settings import ElasticsearchSettings
+
+    per_slice = _put_rows(table)
+    alias = f"{index}-live"
+    report = _export(servers, table, f"{index}-v1", tmp_path, "alias", "--executor", "spark",
+                     "--spark-master", "local[2]", "--alias", alias)
+    assert report["totals"]["indexed"] == sum(per_slice.values())
+    assert report["alias"] == {"name": alias, "cut_over": True, "previous": [],
+                               "current": [f"{index}-v1"]}
+    client = engine.make_client(ElasticsearchSettings(hosts=(servers.es,)))
+    try:
+        assert targets.alias_targets(client, alias) == [f"{index}-v1"]
+    finally:
+        client.close()
+
+
 # --------------------------------------------------------------------------- retries
 
 

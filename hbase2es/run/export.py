@@ -26,6 +26,8 @@ from ..timesource import time_source
 from . import metrics
 from .executors import EXECUTORS
 from .ledger import Ledger, job_definition
+from .cutover import check_alias, verify_then_cut_over
+from .datastream import with_data_streams
 from .limiter import RunLimiter
 from .onepass import OnePass, splits_by_region, wants_one_pass
 from .outcomes import outcome_error, outcome_status
@@ -71,6 +73,7 @@ def run_export(settings: Settings, stop: StopRequest | None = None) -> RunReport
         report.seconds = time.monotonic() - started
         report.exit_code = exit_code(report, run.max_errors)
         _finished(settings, report)
+        verify_then_cut_over(settings, report, stop)
         watch.finish(report.exit_code)
         return report
 
@@ -83,6 +86,7 @@ def _run_slices(settings: Settings, report: RunReport, todo: list[SliceReport],
         with stop.running():
             if todo and not report.interrupted:
                 preflight(settings)
+                slice_run.settings = settings = _checked_targets(settings, todo, ledger)
                 # --create-index / --bulk-load: indices ready before the first document,
                 # bulk-load settings put back however the run ends.
                 with indexsetup.prepared_indices(settings, [e.slice for e in todo], report):
@@ -98,6 +102,20 @@ def _run_slices(settings: Settings, report: RunReport, todo: list[SliceReport],
     for entry in report.slices:
         if entry.status == "running":  # started, but its outcome never came
             entry.status = "cancelled"
+
+
+def _checked_targets(settings: Settings, todo: list[SliceReport],
+                     ledger: Ledger | None) -> Settings:
+    """Preflight of what the index names are: the alias name, and data streams (the
+    settings returned say whether the run writes to them)."""
+    names = indexsetup.index_names(settings, [e.slice for e in todo])
+    client = engine.make_client(settings.elasticsearch)
+    try:
+        check_alias(settings, client, names)
+        return with_data_streams(settings, client, names, todo,
+                                 ledger.done() if ledger is not None else set())
+    finally:
+        client.close()
 
 
 def refresh_written(settings: Settings, report: RunReport) -> list[str]:

@@ -24,7 +24,7 @@ from ..settings import ElasticsearchSettings
 # Everything between "://" and "@" in a URL: user and password.
 _URL_USERINFO = re.compile(r"(?<=://)[^/\s@]+@")
 # Fields a log call may pass with extra={...}, copied into the JSON object.
-FIELDS = ("slice", "status", "counts", "seconds", "error", "exit_code")
+FIELDS = ("slice", "status", "counts", "seconds", "error", "exit_code", "alias")
 MIN_SECRET_LEN = 4  # shorter values would turn ordinary words into ***
 
 _secrets: tuple[str, ...] = ()

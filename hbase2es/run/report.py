@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import orjson
 from tqdm import tqdm
 
+from ..errors import ConfigError
 from ..timewindow import Slice, format_time
 from . import logformat
 from .pieces import Checkpoint
@@ -85,6 +86,8 @@ class RunReport:
     # run.limiter: 429s, back-offs and the concurrency limit; and the achieved rates.
     pressure: dict | None = None
     throughput: dict | None = None
+    verify: dict | None = None  # run.cutover: --verify after the export (exit code, totals)
+    alias: dict | None = None  # run.cutover: name, previous and current targets, cut_over
     # The run's shared RunLimiter while it runs (read by the metrics; not reported).
     limiter: object | None = field(default=None, repr=False)
 
@@ -104,7 +107,8 @@ class RunReport:
                "reexported": self.reexported(),
                "exit_code": int(self.exit_code), "interrupted": self.interrupted,
                "seconds": round(self.seconds, 3)}
-        for name in ("region_split", "bulk_load", "spark", "pressure", "throughput", "read"):
+        for name in ("region_split", "bulk_load", "spark", "pressure", "throughput", "read",
+                     "verify", "alias"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.bulk_load_restore_failed:
@@ -230,6 +234,18 @@ def _slice_line(s: SliceReport, names: list[str]) -> tuple[str, ...]:
             *(str(getattr(s, n)) for n in names), f"{s.seconds:.1f}")
 
 
+def _alias_line(record: dict) -> str:
+    """--alias: where it points now, or why it stayed."""
+    def few(names: list[str]) -> str:
+        more = f" (+{len(names) - 3} more)" if len(names) > 3 else ""
+        return ", ".join(names[:3]) + more if names else "nothing"
+
+    if record.get("cut_over"):
+        return (f"alias {record['name']}: now {few(record['current'])} (was "
+                f"{few(record['previous'])}; undo: hbase2es alias --rollback --report FILE)")
+    return f"alias {record['name']}: not cut over ({record.get('reason', '')})"
+
+
 def summary_table(report: RunReport, full: bool = False) -> str:
     """The end-of-run table, short enough for a screen at any slice count.
 
@@ -268,6 +284,8 @@ def summary_table(report: RunReport, full: bool = False) -> str:
         lines.append("slices: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n))
     lines += [line for line in (_rate_line(report.throughput), _pressure_line(report.pressure),
                                 note) if line]
+    if report.alias is not None:
+        lines.append(_alias_line(report.alias))
     return "\n".join(lines)
 
 
@@ -293,6 +311,18 @@ def _pressure_line(pressure: dict | None) -> str | None:
                  f"{pressure['lowest_concurrency']} of {pressure['ceiling']}, ended at "
                  f"{pressure['concurrency']}")
     return line
+
+
+def read_json(path: str) -> dict:
+    """A report ``write_json`` wrote; ConfigError when the file holds no JSON object."""
+    try:
+        with open(path, "rb") as f:
+            data = orjson.loads(f.read())
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"--report: {path!r} is not a JSON report: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--report: {path!r} is not a JSON report")
+    return data
 
 
 def write_json(path: str, data: dict) -> None:

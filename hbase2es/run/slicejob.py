@@ -199,7 +199,9 @@ class SliceExporter(JobResources):
         """True when a row's index can change: its time comes from cells or a column (an
         update changes it) and the template turns times into different names. A row-key
         time never changes for a key."""
-        return not self.template.is_static and self.source.name in ("cell", "column")
+        # A data stream deletes no document by id: its rows stay where they were written.
+        return (not self.template.is_static and self.source.name in ("cell", "column")
+                and not self.settings.data_stream)
 
     def _scans(self, task: SliceTask | PassTask) -> list:
         """The slice's scans in key order, clipped to the task's key range and its resume
@@ -283,7 +285,8 @@ class SliceExporter(JobResources):
                             retry_seconds=es.retry_seconds, on_failure=rejected,
                             on_settled=on_settled, send=deletes, group_of=group_of,
                             on_written=copies.after_bulk if copies is not None else None,
-                            around_send=self.limiter.around_send if self.limiter else None)
+                            around_send=self.limiter.around_send if self.limiter else None,
+                            create=self.settings.data_stream)
         for counts in slots:
             counts.writer, counts.deletes = writer, deletes
         return writer, copies

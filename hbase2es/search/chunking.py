@@ -29,8 +29,9 @@ def _header_prefix(index: str) -> bytes:
 MAX_VERSION = 2**63 - 1  # a Java long
 
 
-def document_problem(doc_id: str, version: int) -> tuple[str, str] | None:
-    """``(error type, reason)`` when an engine would refuse this document's action, or None."""
+def document_problem(doc_id: str, version: int | None) -> tuple[str, str] | None:
+    """``(error type, reason)`` when an engine would refuse this document's action, or None;
+    ``version`` None for an action that sends none (``create_action``)."""
     if not doc_id:
         return "document_id_empty", "the document id is empty (not sent)"
     size = len(doc_id.encode("utf-8"))
@@ -38,7 +39,7 @@ def document_problem(doc_id: str, version: int) -> tuple[str, str] | None:
         return ("document_id_too_long",
                 f"the document id is {size} bytes of UTF-8; Elasticsearch allows at most "
                 f"{MAX_ID_BYTES} (not sent; a bulk holding it would be refused as a whole)")
-    if not 0 <= version <= MAX_VERSION:
+    if version is not None and not 0 <= version <= MAX_VERSION:
         return ("version_out_of_range",
                 f"the row time {version} ms is not a valid external version (0 to "
                 f"{MAX_VERSION}); rows before 1970 cannot be versioned (not sent)")
@@ -66,6 +67,17 @@ def index_action(index: str, doc_id: str, version: int, document: dict,
         _header_prefix(index), orjson.dumps(doc_id), b',"version":', str(version).encode(),
         b',"version_type":"external_gte"', _extra(routing, pipeline), b'}}\n',
         orjson.dumps(document), b"\n",
+    ))
+
+
+def create_action(index: str, doc_id: str, document: dict, routing: str | None = None,
+                  pipeline: str | None = None) -> bytes:
+    """The two NDJSON lines that add one document to a data stream, which accepts only
+    ``op_type: create`` and no external version: the row key as ``_id`` makes the
+    backing index that takes writes refuse a second copy (409), a later one cannot."""
+    return b"".join((
+        b'{"create":{"_index":', orjson.dumps(index), b',"_id":', orjson.dumps(doc_id),
+        _extra(routing, pipeline), b"}}\n", orjson.dumps(document), b"\n",
     ))
 
 

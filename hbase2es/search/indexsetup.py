@@ -356,10 +356,12 @@ def bulk_load(client, settings: Settings, names: list[str], report=None):
     saved = read_bulk_settings(client, names)
     absent = [n for n in names if n not in saved and not engine.index_exists(client, n)]
     if absent:
+        # --create-index cannot help a data stream: its template makes it on the first write.
+        hint = ("a data stream takes the settings of its index template" if settings.data_stream
+                else "add --create-index to have them in bulk-load mode too")
         log.warning("--bulk-load: %s not exist yet, so Elasticsearch will create them with its "
-                    "default settings (refresh and replicas on); add --create-index to have "
-                    "them in bulk-load mode too: %s", "does" if len(absent) == 1 else "do",
-                    _show(absent))
+                    "default settings (refresh and replicas on); %s: %s",
+                    "does" if len(absent) == 1 else "do", hint, _show(absent))
     record = {"indices": sorted(saved), "previous": saved}
     if report is not None:
         report.bulk_load = record

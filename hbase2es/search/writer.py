@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from ..backoff import Backoff
 from ..errors import UnavailableError
 from . import engine
-from .chunking import Chunk, Chunker, document_problem, index_action
+from .chunking import Chunk, Chunker, create_action, document_problem, index_action
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,9 @@ class BulkWriter:
 
                  around_send: Callable[[Callable[[bytes], dict]], Callable[[bytes], dict]]
                  | None = None,
-                 group_of: Callable[[object], object] | None = None):
+                 group_of: Callable[[object], object] | None = None, create: bool = False):
         self.client = client
+        self.create = create  # a data stream: op_type create, no version (chunking)
         self.chunker = Chunker(max_docs, max_bytes)
         self.retry_seconds = retry_seconds
         self.on_failure = on_failure or (lambda rejection: None)
@@ -109,8 +110,12 @@ class BulkWriter:
               routing: str | None = None, pipeline: str | None = None) -> None:
         """Add one document, unless the engine would refuse its action: then it fails
         (``on_failure``, status 0) when the chunk it sits in settles, and is never sent."""
-        item = index_action(index, doc_id, version, document, routing, pipeline)
-        problem = document_problem(doc_id, version)
+        if self.create:
+            item, problem = (create_action(index, doc_id, document, routing, pipeline),
+                             document_problem(doc_id, None))
+        else:
+            item, problem = (index_action(index, doc_id, version, document, routing, pipeline),
+                             document_problem(doc_id, version))
         if problem is None:
             self.add(item, key)
             return
