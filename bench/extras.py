@@ -711,6 +711,7 @@ def child_export(spec: dict, watch) -> dict:
     return {"docs": totals["indexed"], "failed": totals["failed"], "stale": totals["stale"],
             "slice_rows": [s.rows for s in report.slices], "start_seconds": start_seconds,
             "rows_read": sum(s.rows_read for s in report.slices),
+            "slice_seconds": sum(s.seconds for s in report.slices),
             "strategies": strategies(report)}
 
 

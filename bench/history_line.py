@@ -126,7 +126,7 @@ def series(runs: dict, prefix: str) -> list[tuple[int, float]]:
     out = []
     for name, run in runs.items():
         tail = name[len(prefix) + 1:] if name.startswith(prefix + "_") else ""
-        if tail.endswith("x") and tail[:-1].isdigit():
+        if tail.endswith("x") and tail[:-1].isdigit() and run.get("seconds") is not None:
             out.append((int(tail[:-1]), run["seconds"]))
     return sorted(out)
 
@@ -232,23 +232,32 @@ def history_growth(cfg: dict, env: dict, failures: list[str], deadline: float) -
             return {"docs": raw["docs"], "seconds": round(raw["seconds"], 3),
                     "docs_per_s": raw["docs"] / raw["seconds"],
                     "rows_read_per_doc": raw.get("rows_read", 0) / raw["docs"],
+                    # The slice's own time, without the run's start (workers, connections).
+                    "slice_seconds": raw.get("slice_seconds"),
                     "cpu_us_per_doc": (raw["cpu_self_s"] + raw["cpu_children_s"]) * 1e6
                     / raw["docs"]}
 
         # One untimed pass first: the first scan of a new table through a Thrift server
         # (region lookups, the server's connection) took seconds here, on 1x more than 20x.
+        out["strategies"] = {}
         for run in runs:
             reset_index(es, index, INDEX_BODY)
-            run_child(run, timeout=120 + per_day * max(tables) / 1000)
+            warm = run_child(run, timeout=120 + per_day * max(tables) / 1000)
+            out["strategies"][run["name"]] = warm.get("strategies")
         results, info = repeat_runs(runs, cfg["repeat"], deadline, measure, "history", failures)
         out.update(info)
-        out["runs"] = {name: summarize(r, ("rows_read_per_doc", "cpu_us_per_doc"))
+        out["runs"] = {name: summarize(r, ("rows_read_per_doc", "cpu_us_per_doc",
+                                           "slice_seconds"))
                        for name, r in results.items() if r}
         out["same_documents"] = _same_documents(digests, failures, "history")
         out["history_growth"] = growth(out["runs"], "cron")
         out["thrift1_growth"] = growth(out["runs"], "thrift1")
+        out["slice_seconds_growth"] = {
+            prefix: growth({n: {"seconds": r.get("slice_seconds")} for n, r in
+                            out["runs"].items()}, prefix) for prefix in ("cron", "thrift1")}
         out["series"] = {label: series(out["runs"], prefix) for prefix, label in (
-            ("cron", f"cron config ({cron_as})"), ("thrift1", "default Thrift1 config"))
+            ("cron", "cron config (Thrift2)" if not config else "BENCH_HISTORY_CONFIG"),
+            ("thrift1", "default config (Thrift1)"))
             if series(out["runs"], prefix)}
     finally:
         for table in tables.values():
@@ -261,17 +270,20 @@ def table_text(out: dict) -> str:
     if not out.get("runs"):
         return "history growth: " + str(out.get("error") or out.get("skipped") or "no runs")
     d = out["dataset"]
-    head = f"{'run':<12} {'history':>8} {'seconds':>8} {'docs/s':>8} {'rows read/doc':>13} " \
-           f"{'CPU us/doc':>10}"
+    head = f"{'run':<12} {'history':>8} {'seconds':>8} {'slice s':>8} {'docs/s':>8} " \
+           f"{'rows read/doc':>13} {'CPU us/doc':>10}"
     lines = [f"history growth (issue 15): {d['window_rows']:,} rows changed in the 1 h "
              f"window, {d['history_rows_per_day']:,} history rows a day; cron config: "
              f"{out['cron_config']}", head]
     for name, run in out["runs"].items():
         days = name.rsplit("_", 1)[-1]
         read = run.get("rows_read_per_doc")
-        lines.append(f"{name:<12} {days:>8} {run['seconds']:>8.2f} {run['docs_per_s']:>8,} "
+        sliced = run.get("slice_seconds")
+        lines.append(f"{name:<12} {days:>8} {run['seconds']:>8.2f} "
+                     f"{'-' if sliced is None else f'{sliced:.2f}':>8} {run['docs_per_s']:>8,} "
                      f"{'-' if read is None else f'{read:.2f}':>13} "
                      f"{run.get('cpu_us_per_doc', 0):>10.1f}")
     lines.append(f"history_growth (cron, 20x / 1x seconds): {out.get('history_growth')}; "
-                 f"default Thrift1: {out.get('thrift1_growth')}")
+                 f"default Thrift1: {out.get('thrift1_growth')}; slice seconds only: "
+                 f"{out.get('slice_seconds_growth')}")
     return "\n".join(lines)

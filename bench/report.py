@@ -422,8 +422,8 @@ def _history_panel(ax, growth: dict, history: dict) -> None:
     for (label, points), style in zip(growth.items(), ("o-", "s--", "^:", "D-.")):
         ax.plot([p[0] for p in points], [p[1] for p in points], style, label=label)
     multiples = sorted({p[0] for points in growth.values() for p in points})
-    ax.set_xticks(multiples, [f"{m:g}x" for m in multiples])
-    ax.set_xlabel("older history in the table (x the 1x table)")
+    ax.set_xticks(multiples, [f"{m:g}" for m in multiples])
+    ax.set_xlabel("days of older history in the table")
     ax.set_ylabel("seconds to export the 1 h window")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
