@@ -21,8 +21,9 @@ Every run is checked like the other lines (documents reported, per slice, in the
 and all runs must write the same documents (digest of every ``_id`` and ``_source``).
 
 Environment: ``BENCH_HISTORY`` 1 (default) or 0 (skip the line); ``BENCH_HISTORY_CONFIG``
-a TOML file whose settings replace the built-in cron configuration (the table, index,
-window and servers still come from the bench).
+a TOML file whose settings replace the built-in cron configuration. The bench still sets
+the table, index, window and ``[hbase] host``/``port`` (the Thrift1 server), so such a file
+names a Thrift2 server with ``[hbase] thrift2``, not with ``api``.
 """
 
 from __future__ import annotations
@@ -177,10 +178,40 @@ def compact(env: dict, tables: list[str], cap_s: float) -> dict:
     return {"compact_wait_seconds": round(time.monotonic() - began, 1), "settled": settled}
 
 
-def history_growth(cfg: dict, env: dict, failures: list[str], deadline: float) -> dict:
-    """Issue 15: seconds to export one hour from tables with 1x and 20x older history."""
+def load_tables(env: dict, tables: dict[int, str], per_day: int, changes: dict[int, list],
+                start: int) -> dict:
+    """Each table's days of history, compacted, then the same hour of changes on top."""
     import time
 
+    from bench.run import log
+
+    began = time.monotonic()
+    for m, table in tables.items():
+        log(f"history: loading {per_day * m} history rows into {table}, then the hour")
+        load_table(env, table, [history_rows(per_day, m, start)], create=True)
+    out = compact(env, list(tables.values()), cap_s=15 + per_day * max(tables) / 20000)
+    for table in tables.values():
+        load_table(env, table, [changes], create=False)
+    out["seconds"] = round(time.monotonic() - began, 1)
+    return out
+
+
+def growths(runs: dict, cron_label: str) -> dict:
+    """The line's ratios (wall seconds, and the slices' own seconds) and chart series."""
+    slice_times = {name: {"seconds": run.get("slice_seconds")} for name, run in runs.items()}
+    return {
+        "history_growth": growth(runs, "cron"),
+        "thrift1_growth": growth(runs, "thrift1"),
+        "slice_seconds_growth": {prefix: growth(slice_times, prefix)
+                                 for prefix in ("cron", "thrift1")},
+        "series": {label: series(runs, prefix) for prefix, label in (
+            ("cron", cron_label), ("thrift1", "default config (Thrift1)"))
+            if series(runs, prefix)},
+    }
+
+
+def history_growth(cfg: dict, env: dict, failures: list[str], deadline: float) -> dict:
+    """Issue 15: seconds to export one hour from tables with 1x and 20x older history."""
     from bench.datasets import WINDOW_START_MS
     from bench.extras import (_base_overrides, _check, _drop, _same_documents, index_digest,
                               repeat_runs, run_child, summarize)
@@ -202,14 +233,7 @@ def history_growth(cfg: dict, env: dict, failures: list[str], deadline: float) -
            "window": [start, end], "documents": docs, "cron_config": cron_as,
            "measured_as": "run_export as the CLI runs it, default workers, one 1 h slice"}
     try:
-        began = time.monotonic()
-        for m, table in tables.items():
-            log(f"history: loading {per_day * m} history rows + {count} changes into {table}")
-            load_table(env, table, [history_rows(per_day, m, start)], create=True)
-        out["load"] = compact(env, list(tables.values()), cap_s=15 + per_day * max(tables) / 20000)
-        for table in tables.values():
-            load_table(env, table, [changes], create=False)
-        out["load"]["seconds"] = round(time.monotonic() - began, 1)
+        out["load"] = load_tables(env, tables, per_day, changes, start)
         runs = []
         for m, table in tables.items():
             base = {**_base_overrides(env, table, index, start, end, HOUR_MS)}
@@ -250,15 +274,8 @@ def history_growth(cfg: dict, env: dict, failures: list[str], deadline: float) -
                                            "slice_seconds"))
                        for name, r in results.items() if r}
         out["same_documents"] = _same_documents(digests, failures, "history")
-        out["history_growth"] = growth(out["runs"], "cron")
-        out["thrift1_growth"] = growth(out["runs"], "thrift1")
-        out["slice_seconds_growth"] = {
-            prefix: growth({n: {"seconds": r.get("slice_seconds")} for n, r in
-                            out["runs"].items()}, prefix) for prefix in ("cron", "thrift1")}
-        out["series"] = {label: series(out["runs"], prefix) for prefix, label in (
-            ("cron", "cron config (Thrift2)" if not config else "BENCH_HISTORY_CONFIG"),
-            ("thrift1", "default config (Thrift1)"))
-            if series(out["runs"], prefix)}
+        out.update(growths(out["runs"], "BENCH_HISTORY_CONFIG" if config
+                           else "cron config (Thrift2)"))
     finally:
         for table in tables.values():
             _drop(env, table, index)

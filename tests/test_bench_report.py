@@ -125,6 +125,12 @@ def test_history_growth_is_most_over_least_history():
     assert history_line.growth({"cron_1x": runs["cron_1x"]}, "cron") is None
     unknown = {"cron_1x": {"seconds": 2.0}, "cron_20x": {"seconds": None}}
     assert history_line.growth(unknown, "cron") is None
+    runs["cron_1x"]["slice_seconds"], runs["cron_20x"]["slice_seconds"] = 0.5, 0.6
+    out = history_line.growths(runs, "cron (Thrift2)")
+    assert out["history_growth"] == 1.25 and out["thrift1_growth"] == 8.0
+    assert out["slice_seconds_growth"] == {"cron": 1.2, "thrift1": None}
+    assert out["series"] == {"cron (Thrift2)": [(1, 2.0), (20, 2.5)],
+                             "default config (Thrift1)": [(1, 1.5), (20, 12.0)]}
     points = report.history_points({"series": {"a": [(20, 3.0), (1, 1.0)], "empty": []}})
     assert points == {"a": [(1.0, 1.0), (20.0, 3.0)]}
     assert report.history_points(None) == {}
