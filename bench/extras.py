@@ -685,7 +685,8 @@ def child_export(spec: dict, watch) -> dict:
     from hbase2es.settings import load_settings
 
     setup_logging("warning")
-    settings = load_settings(None, spec["overrides"], now_ms=int(time.time() * 1000))
+    settings = load_settings(spec.get("config"), spec["overrides"],
+                             now_ms=int(time.time() * 1000))
     context, start_seconds = nullcontext(), None
     if settings.run.executor == "spark":
         from hbase2es.run import spark as spark_executor
@@ -708,7 +709,16 @@ def child_export(spec: dict, watch) -> dict:
         raise RuntimeError(f"hbase2es exited with {int(report.exit_code)}: {bad}")
     totals = report.totals()
     return {"docs": totals["indexed"], "failed": totals["failed"], "stale": totals["stale"],
-            "slice_rows": [s.rows for s in report.slices], "start_seconds": start_seconds}
+            "slice_rows": [s.rows for s in report.slices], "start_seconds": start_seconds,
+            "rows_read": sum(s.rows_read for s in report.slices),
+            "slice_seconds": sum(s.seconds for s in report.slices),
+            "strategies": strategies(report)}
+
+
+def strategies(report) -> list[str]:
+    """The read strategies the run's slices report (issue 15), when the report has them."""
+    found = {entry.get("strategy") for entry in report.to_dict()["slices"]}
+    return sorted(str(s) for s in found if s)
 
 
 CHILD_KINDS = {"slices": child_slices, "export": child_export, **RECONCILE_KINDS}

@@ -18,6 +18,9 @@ Environment (all optional):
                   (time sources, Thrift1 vs Thrift2, Spark vs pool)
   BENCH_BUDGET_S  wall-time budget; once the next repeat would not fit, no further repeats
                   start (the JSON says so). Default 840 s per 0.1 of scale (14 min at 0.1)
+  BENCH_HISTORY   1 (default) or 0: the history-growth line (bench/history_line.py);
+                  BENCH_HISTORY_CONFIG a TOML file replacing its cron configuration
+  BENCH_DEVSERVERS  the folder `make servers` wrote (env, pids.json), default .devservers
 
 Every run executes in a fresh child process (this file with --child), so its CPU time
 (children included) and peak RSS are its own. Between runs the index is deleted and
@@ -42,8 +45,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script: `bench` and `hbase2es` importable
 
+from bench.report import DEFAULT_HOURLY_RUN, DEFAULT_RUN  # noqa: E402 - needs ROOT on sys.path
+
 RESULTS = ROOT / "bench" / "results"
-DEVSERVERS = ROOT / ".devservers"
+# What `make servers` wrote (env, pids.json); another checkout's when the bench runs from a
+# worktree against servers started elsewhere.
+DEVSERVERS = Path(os.environ.get("BENCH_DEVSERVERS") or ROOT / ".devservers")
 
 # Same for every run that writes: only what differs between the runs is measured.
 INDEX_BODY = {
@@ -57,6 +64,7 @@ INDEX_BODY = {
 }
 DEFAULT_INDEX_BODY = {"mappings": INDEX_BODY["mappings"]}  # ES defaults: refresh 1s
 BREAKDOWN_ROWS = 20_000  # enough for stable per-document figures
+DEFAULT_SLICES = 4  # the "plain 4-slice run" of default_vs_naive, whatever BENCH_SLICES says
 TAIL_S = 90.0  # pool micro-benchmark, profile and cleanup after the repeats
 
 
@@ -103,7 +111,7 @@ def config() -> dict:
     if thrift2 not in ("auto", "0", "1"):
         raise BenchError(f"BENCH_THRIFT2={thrift2!r} must be auto, 0 or 1")
     flags = {}
-    for name, default in (("BENCH_KEEP", "0"), ("BENCH_PROFILE", "1")):
+    for name, default in (("BENCH_KEEP", "0"), ("BENCH_PROFILE", "1"), ("BENCH_HISTORY", "1")):
         text = os.environ.get(name, default).strip() or default
         if text not in ("0", "1"):
             raise BenchError(f"{name}={text!r} must be 0 or 1")
@@ -116,6 +124,7 @@ def config() -> dict:
         "pool_tasks": _env_number("BENCH_POOL_TASKS", 10000, int, 100),
         "budget_s": _env_number("BENCH_BUDGET_S", 840.0 * max(1.0, scale / 0.1), float, 1.0),
         "thrift2": thrift2, "keep": flags["BENCH_KEEP"], "profile": flags["BENCH_PROFILE"],
+        "history": flags["BENCH_HISTORY"],
     }
 
 
@@ -281,6 +290,11 @@ def measured(name: str, raw: dict, workers: int | None) -> dict:
         out["parent_cpu_us_per_doc"] = round(raw["cpu_self_s"] * 1e6 / docs, 2) if docs else None
     if workers is not None:
         out["workers"] = workers
+    for key in ("slices", "strategies"):
+        if raw.get(key) is not None:
+            out[key] = raw[key]
+    if name.startswith(DEFAULT_RUN):
+        out["workers"] = raw.get("workers")
     return out
 
 
@@ -334,6 +348,11 @@ def plan_runs(cfg: dict, env: dict, regions: int) -> list[dict]:
              for n in cfg["workers"]]
     from bench.datasets import WINDOW_MS
 
+    # Issue 15: what a newcomer gets, every setting at its default: the window in 4 slices
+    # (default_vs_naive), and in the default 1 h slices (read_amp_default: 24 of them).
+    runs += [{"name": DEFAULT_RUN, "kind": "hbase2es", "default_config": True,
+              "overrides": {"window.slice": f"{WINDOW_MS // DEFAULT_SLICES}ms"}},
+             {"name": DEFAULT_HOURLY_RUN, "kind": "hbase2es", "default_config": True}]
     if regions > 1 and region_split_key():
         # The whole window as one slice, one task per region: every row is read once even
         # over Thrift1, and the workers still share the work.
@@ -355,7 +374,19 @@ def plan_runs(cfg: dict, env: dict, regions: int) -> list[dict]:
     return runs
 
 
-def bench_dataset(cfg: dict, env: dict, name: str, failures: list[str], deadline: float) -> dict:
+def window_slices(slice_text: str | None) -> list[tuple[int, int]]:
+    """The bench window cut as an export with this slice setting (None: the default) cuts it."""
+    from bench.datasets import WINDOW_MS, WINDOW_START_MS
+    from hbase2es.sections import WindowSettings
+    from hbase2es.timewindow import parse_duration
+
+    slice_ms = parse_duration(slice_text or WindowSettings().slice)
+    end_ms = WINDOW_START_MS + WINDOW_MS
+    return [(s, min(s + slice_ms, end_ms)) for s in range(WINDOW_START_MS, end_ms, slice_ms)]
+
+
+def bench_dataset(cfg: dict, env: dict, name: str, failures: list[str], deadline: float,
+                  history: dict | None = None) -> dict:
     from bench import datasets
     from bench.pool_bench import measure
     from bench.report import ratios, server_pids, summarize, targets
@@ -441,6 +472,9 @@ def bench_dataset(cfg: dict, env: dict, name: str, failures: list[str], deadline
                     spec["rows_read_sliced"] = None  # not known from outside the server
                 elif run.get("one_slice"):
                     spec["rows_read_sliced"] = ds.rows
+                elif run.get("default_config"):
+                    spec["rows_read_sliced"] = datasets.rows_read_by_slices(
+                        ds, window_slices(run.get("overrides", {}).get("window.slice")))
                 reset_index(es, index, run.get("index_body", INDEX_BODY))
                 try:
                     raw = run_child(spec, timeout=base["timeout"])
@@ -477,10 +511,10 @@ def bench_dataset(cfg: dict, env: dict, name: str, failures: list[str], deadline
         if cfg["profile"]:
             out["breakdown"] = profile_runs(base, es, index, out["rows_per_slice"][-1], name,
                                             failures)
-        values, notes = ratios(runs, pool)
+        values, notes = ratios(runs, pool, history)
         out["ratios"] = values
         out["ratio_notes"] = notes
-        out["targets"] = targets(values)
+        out["targets"] = targets(values, name)
     finally:
         drop_index(es, index)
         payload_file.unlink(missing_ok=True)
@@ -539,9 +573,33 @@ def profile_runs(base: dict, es: str, index: str, last_slice_rows: int, name: st
 # --------------------------------------------------------------------------- main
 
 
+def run_history(cfg: dict, env: dict, failures: list[str], deadline: float, line) -> dict:
+    """The history-growth line (``line`` = bench.history_line), unless BENCH_HISTORY=0.
+
+    It gets a share of the budget like one more dataset; a broken line is a failure of
+    the benchmark, not the end of it.
+    """
+    import traceback
+
+    if not cfg["history"]:
+        log("history: off (BENCH_HISTORY=0)")
+        return {"skipped": "BENCH_HISTORY=0"}
+    began = time.monotonic()
+    share = (deadline - began) / (len(cfg["datasets"]) + 1)
+    try:
+        out = line.history_growth(cfg, env, failures, began + share)
+    except Exception as exc:  # noqa: BLE001 - recorded; the bench exits 1
+        traceback.print_exc()
+        failures.append(f"history: {type(exc).__name__}: {exc}"[:1000])
+        out = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
+    out["line_seconds"] = round(time.monotonic() - began, 1)
+    return out
+
+
 def main() -> int:
+    from bench import history_line
     from bench.report import (RATIO_KEYS, chart, machine, markdown_table, ratio_lines,
-                              server_pids, table, write_json)
+                              ratio_markdown, server_pids, table, write_json)
 
     started = time.monotonic()
     try:
@@ -564,11 +622,13 @@ def main() -> int:
         # the datasets below share what is left of the budget.
         from bench import extras
         results["extras"] = extras.run_all(cfg, env, failures, deadline, BenchError)
+        results["history"] = run_history(cfg, env, failures, deadline, history_line)
         for number, name in enumerate(cfg["datasets"]):
             # Each dataset gets an equal share of what is left of the budget.
             share = (deadline - time.monotonic()) / (len(cfg["datasets"]) - number)
             results["datasets"][name] = bench_dataset(cfg, env, name, failures,
-                                                      time.monotonic() + share)
+                                                      time.monotonic() + share,
+                                                      results["history"])
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
@@ -593,18 +653,20 @@ def main() -> int:
                  f"cores, {results['machine'].get('memory_gib')} GiB")
         if data.get("runs"):
             suffix = "" if name == primary else f"-{name.lower()}"
-            if chart(RESULTS / f"latest{suffix}.png", data["runs"], title):
+            if chart(RESULTS / f"latest{suffix}.png", data["runs"], title, results["history"]):
                 (RESULTS / f"{stamp}{suffix}.png").write_bytes(
                     (RESULTS / f"latest{suffix}.png").read_bytes())
         print()
         print(title)
         print(table(data.get("runs", {})))
+        print("\n" + history_line.table_text(results["history"]))
         print("\nratios:")
         print(ratio_lines(data.get("ratios", {}), data.get("targets", {})))
         if data.get("breakdown", {}).get("cpu_us_per_doc"):
             print(f"client CPU per document by stage (us): {data['breakdown']['cpu_us_per_doc']}")
         (RESULTS / f"latest{'' if name == primary else '-' + name.lower()}.md").write_text(
-            title + "\n\n" + markdown_table(data.get("runs", {})) + "\n")
+            title + "\n\n" + markdown_table(data.get("runs", {})) + "\n\n"
+            + ratio_markdown(data.get("ratios", {}), data.get("targets", {})) + "\n")
     print(f"\nresults: {RESULTS / 'latest.json'} ({results['seconds']:.0f}s)")
     if failures:
         print("\nbench: FAILED checks:", file=sys.stderr)
