@@ -91,6 +91,9 @@ demo: servers
 bench: servers
 	@$(PY) -c "import matplotlib, pyinstrument" 2>/dev/null || \
 	  $(PY) -m pip install -q -e '.[bench]' '$(ES_CLIENT)'
+	@# Bytecode as an installed wheel has it: under PYTHONDONTWRITEBYTECODE=1 an editable
+	@# checkout would make every worker compile the project anew, a cost no user pays.
+	$(PY) -m compileall -q hbase2es
 	$(PY) bench/run.py
 
 clean:
