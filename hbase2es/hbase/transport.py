@@ -48,10 +48,29 @@ READ_BUFFER_BYTES = 64 * 1024
 Hbase_thrift = thriftpy2.load(str(resources.files("happybase") / "Hbase.thrift"),
                               module_name="Hbase_thrift")
 
-# Our subset of HBase's Thrift2 IDL. The module name must end in "_thrift" and be unique,
-# so that its structs pickle and do not clash with happybase's Thrift1 module.
-hbase2 = thriftpy2.load(str(resources.files("hbase2es.hbase") / "hbase2.thrift"),
-                        module_name="hbase2es_thrift2_thrift")
+
+
+def thrift2_idl():
+    """Our subset of HBase's Thrift2 IDL (``hbase2``), parsed on first use.
+
+    Parsing it costs ~30 ms of CPU, and every worker imports this module while most runs
+    read over Thrift1 (``make bench``): only a process that touches Thrift2 pays. The
+    module name must end in "_thrift" and be unique, so that its structs pickle and do
+    not clash with happybase's Thrift1 module.
+    """
+    module = globals().get("hbase2")
+    if module is None:
+        module = thriftpy2.load(str(resources.files("hbase2es.hbase") / "hbase2.thrift"),
+                                module_name="hbase2es_thrift2_thrift")
+        globals()["hbase2"] = module  # later lookups of the attribute skip __getattr__
+    return module
+
+
+def __getattr__(name: str):
+    """``transport.hbase2`` (``from .transport import hbase2``) is the lazy Thrift2 IDL."""
+    if name == "hbase2":
+        return thrift2_idl()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 PROTOCOLS = {"binary": TBinaryProtocol, "compact": TCompactProtocol}
 
@@ -118,4 +137,4 @@ def connect_thrift2(target: HBaseSettings | str, port: int | None = None, *, tim
     s = _settings(target, port, overrides)
     trans = open_transport(s, timeout_ms, "HBase Thrift2 server")
     trans.open()
-    return TClient(hbase2.THBaseService, PROTOCOLS[s.protocol](trans))
+    return TClient(thrift2_idl().THBaseService, PROTOCOLS[s.protocol](trans))
