@@ -96,10 +96,10 @@ class BulkWriter:
         (``on_failure``, status 0) when the chunk it sits in settles, and is never sent."""
         item = index_action(index, doc_id, version, document)
         problem = document_problem(doc_id, version)
-        if problem is None:
-            self.add(item, key)
-            return
-        full = self.chunker.refuse(Rejection(key, 0, problem[0], problem[1], item), key)
+        if problem is None:  # self.add, without a second call per document
+            full = self.chunker.add(item, key)
+        else:
+            full = self.chunker.refuse(Rejection(key, 0, problem[0], problem[1], item), key)
         if full is not None:
             self._send_chunk(full)
 
