@@ -36,9 +36,7 @@ from thriftpy2.thrift import TClient
 from thriftpy2.transport import TBufferedTransport, TFramedTransport, TSocket
 
 from ..settings import HBaseSettings
-from .httpthrift import HttpTransport, Negotiator, tls_context
 from .kerberos import login_for, service_name
-from .sasl import SaslTransport
 
 READ_BUFFER_BYTES = 64 * 1024
 
@@ -86,7 +84,11 @@ def open_transport(settings: HBaseSettings, timeout_ms: int, label: str = "HBase
     """The transport to the configured server, not yet open."""
     s = settings
     shown = f"{label} {where(s)}"
+    # httpthrift and sasl are imported only by a process that uses them: every worker
+    # imports this module, and most connect over a plain socket.
     if s.transport == "http":
+        from .httpthrift import HttpTransport, Negotiator, tls_context
+
         negotiator = None
         if s.auth == "kerberos":
             host = urllib.parse.urlsplit(s.url or "").hostname or s.host
@@ -100,6 +102,8 @@ def open_transport(settings: HBaseSettings, timeout_ms: int, label: str = "HBase
     if s.transport == "framed":
         return TFramedTransport(sock)
     if s.auth == "kerberos":
+        from .sasl import SaslTransport
+
         sock = SaslTransport(sock, login=_login(s), qop=s.qop, where=shown,
                              service=service_name(s.principal or "hbase", s.host))
     return TBufferedTransport(sock, buf_size=READ_BUFFER_BYTES)
