@@ -18,8 +18,6 @@ from ..hbaseconfig import thrift2_address
 from ..settings import HBaseSettings
 from .base import ThriftReader, describe
 from .thrift1 import Thrift1Reader
-from .thrift2 import Thrift2Reader
-from .thrift2 import describe_strategy as _thrift2_strategy
 
 __all__ = ["ThriftReader", "Thrift1Reader", "Thrift2Reader", "choose_api", "describe_strategy",
            "open_reader", "thrift2_settings"]
@@ -38,6 +36,8 @@ def open_reader(settings: HBaseSettings) -> ThriftReader:
     ``api = "auto"`` not settled by ``choose_api`` reads over Thrift1 at host:port.
     """
     if settings.api == "thrift2":
+        from .thrift2 import Thrift2Reader  # its IDL is parsed only by who reads Thrift2
+
         return Thrift2Reader(settings)
     return Thrift1Reader(settings)
 
@@ -61,6 +61,8 @@ def choose_api(settings: HBaseSettings, time_source: str) -> HBaseSettings:
         return settings
     if time_source != "cell" or not settings.thrift2:
         return replace(settings, api="thrift1")
+    from .thrift2 import Thrift2Reader  # see __getattr__
+
     thrift2 = thrift2_settings(settings)
     try:
         Thrift2Reader(thrift2).close()
@@ -73,12 +75,24 @@ def choose_api(settings: HBaseSettings, time_source: str) -> HBaseSettings:
 
 def describe_strategy(settings: HBaseSettings, source, one_pass: bool = False) -> str:
     """One line for `plan`: how the configured API reads a slice of this time source."""
+    from .thrift2 import describe_strategy as thrift2_strategy  # see __getattr__
+
     api = settings.api
     if api == "auto" and source.name == "cell" and settings.thrift2:
-        return (f"auto: {_thrift2_strategy(source)} at {settings.thrift2}, if it answers; "
+        return (f"auto: {thrift2_strategy(source)} at {settings.thrift2}, if it answers; "
                 f"else {THRIFT1_ONE_PASS if one_pass else THRIFT1_CELL}")
     if api == "thrift2":
-        return _thrift2_strategy(source)
+        return thrift2_strategy(source)
     if source.name == "cell":
         return f"cell timestamps ({THRIFT1_ONE_PASS if one_pass else THRIFT1_CELL})"
     return source.description
+
+
+def __getattr__(name: str):
+    """``Thrift2Reader`` on first use: importing ``thrift2`` parses its IDL (~30 ms of
+    CPU in every worker of a Thrift1 run otherwise)."""
+    if name == "Thrift2Reader":
+        from .thrift2 import Thrift2Reader
+
+        return Thrift2Reader
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,10 +21,11 @@ measures it.
 
 from __future__ import annotations
 
+import sys
+
 from ..errors import UnavailableError
 from .base import RECONNECT_ATTEMPTS, RECONNECT_BACKOFF, ThriftReader, describe
-from .thrift2 import Thrift2Reader
-from .transport import hbase2
+from .transport import thrift2_idl
 
 KEY_ONLY_FILTER = b"KeyOnlyFilter() AND FirstKeyOnlyFilter()"
 MISSING_FAMILY = "NoSuchColumnFamilyException"
@@ -47,6 +48,13 @@ def _call(reader: ThriftReader, what: str, fn):
             reader.close()
 
 
+def _is_thrift2(reader: ThriftReader) -> bool:
+    """isinstance(reader, Thrift2Reader), without importing that module (which parses the
+    Thrift2 IDL) in a run that reads Thrift1: no Thrift2Reader exists before it is loaded."""
+    thrift2 = sys.modules.get(f"{__package__}.thrift2")
+    return thrift2 is not None and isinstance(reader, thrift2.Thrift2Reader)
+
+
 def existing_rows(reader: ThriftReader, keys: list[bytes],
                   probe_columns: list[bytes] | None = None) -> set[bytes]:
     """The keys of ``keys`` whose row exists in the reader's table."""
@@ -55,7 +63,8 @@ def existing_rows(reader: ThriftReader, keys: list[bytes],
     # In key order: the region server reads neighbouring keys from the same blocks.
     keys = sorted(keys)
     table = reader.table
-    if isinstance(reader, Thrift2Reader):
+    if _is_thrift2(reader):
+        hbase2 = thrift2_idl()
         gets = [hbase2.TGet(row=key, maxVersions=1, filterString=KEY_ONLY_FILTER)
                 for key in keys]
         results = _call(reader, "row lookup", lambda conn: conn.getMultiple(table, gets))
@@ -74,7 +83,8 @@ def existing_rows(reader: ThriftReader, keys: list[bytes],
 def has_family(reader: ThriftReader, family: bytes) -> bool:
     """Whether the table has the column family ``family``."""
     table = reader.table
-    if isinstance(reader, Thrift2Reader):
+    if _is_thrift2(reader):
+        hbase2 = thrift2_idl()
         # Thrift2 has no table descriptor call in our IDL: a get naming the family fails
         # with NoSuchColumnFamilyException when there is none (a TIOError, which the
         # reader would otherwise retry as a server fault).

@@ -36,9 +36,7 @@ from thriftpy2.thrift import TClient
 from thriftpy2.transport import TBufferedTransport, TFramedTransport, TSocket
 
 from ..settings import HBaseSettings
-from .httpthrift import HttpTransport, Negotiator, tls_context
 from .kerberos import login_for, service_name
-from .sasl import SaslTransport
 
 READ_BUFFER_BYTES = 64 * 1024
 
@@ -48,10 +46,29 @@ READ_BUFFER_BYTES = 64 * 1024
 Hbase_thrift = thriftpy2.load(str(resources.files("happybase") / "Hbase.thrift"),
                               module_name="Hbase_thrift")
 
-# Our subset of HBase's Thrift2 IDL. The module name must end in "_thrift" and be unique,
-# so that its structs pickle and do not clash with happybase's Thrift1 module.
-hbase2 = thriftpy2.load(str(resources.files("hbase2es.hbase") / "hbase2.thrift"),
-                        module_name="hbase2es_thrift2_thrift")
+
+
+def thrift2_idl():
+    """Our subset of HBase's Thrift2 IDL (``hbase2``), parsed on first use.
+
+    Parsing it costs ~30 ms of CPU, and every worker imports this module while most runs
+    read over Thrift1 (``make bench``): only a process that touches Thrift2 pays. The
+    module name must end in "_thrift" and be unique, so that its structs pickle and do
+    not clash with happybase's Thrift1 module.
+    """
+    module = globals().get("hbase2")
+    if module is None:
+        module = thriftpy2.load(str(resources.files("hbase2es.hbase") / "hbase2.thrift"),
+                                module_name="hbase2es_thrift2_thrift")
+        globals()["hbase2"] = module  # later lookups of the attribute skip __getattr__
+    return module
+
+
+def __getattr__(name: str):
+    """``transport.hbase2`` (``from .transport import hbase2``) is the lazy Thrift2 IDL."""
+    if name == "hbase2":
+        return thrift2_idl()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # The Thrift1 scan with HBase 2's cacheBlocks field, which happybase's IDL lacks; thriftpy2
 # writes a struct by its own spec, so scannerOpenWithScan sends it as it is.
@@ -72,7 +89,11 @@ def open_transport(settings: HBaseSettings, timeout_ms: int, label: str = "HBase
     """The transport to the configured server, not yet open."""
     s = settings
     shown = f"{label} {where(s)}"
+    # httpthrift and sasl are imported only by a process that uses them: every worker
+    # imports this module, and most connect over a plain socket.
     if s.transport == "http":
+        from .httpthrift import HttpTransport, Negotiator, tls_context
+
         negotiator = None
         if s.auth == "kerberos":
             host = urllib.parse.urlsplit(s.url or "").hostname or s.host
@@ -86,6 +107,8 @@ def open_transport(settings: HBaseSettings, timeout_ms: int, label: str = "HBase
     if s.transport == "framed":
         return TFramedTransport(sock)
     if s.auth == "kerberos":
+        from .sasl import SaslTransport
+
         sock = SaslTransport(sock, login=_login(s), qop=s.qop, where=shown,
                              service=service_name(s.principal or "hbase", s.host))
     return TBufferedTransport(sock, buf_size=READ_BUFFER_BYTES)
@@ -123,4 +146,4 @@ def connect_thrift2(target: HBaseSettings | str, port: int | None = None, *, tim
     s = _settings(target, port, overrides)
     trans = open_transport(s, timeout_ms, "HBase Thrift2 server")
     trans.open()
-    return TClient(hbase2.THBaseService, PROTOCOLS[s.protocol](trans))
+    return TClient(thrift2_idl().THBaseService, PROTOCOLS[s.protocol](trans))

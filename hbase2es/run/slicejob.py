@@ -32,6 +32,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
 
 from ..deletes import DeleteTally, dead_letter_parts, soft_delete_action
 from ..errors import Hbase2esError
@@ -99,9 +100,12 @@ class SliceResult:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class _Mark:
-    """What the writer carries per document: its row, and the slice's counts at that row."""
+class _Mark(NamedTuple):
+    """What the writer carries per document: its row, and the slice's counts at that row.
+
+    A named tuple, not a frozen dataclass: one is made per document, and a tuple is made
+    in a third of the time.
+    """
 
     key: bytes
     rows: int
@@ -150,9 +154,9 @@ class _SliceCounts:
         self.report(checkpoint)
 
     def maybe_report(self) -> None:
-        if self.progress is not None and self.rows % PROGRESS_EVERY_ROWS == 0:
-            if time.monotonic() - self.last_report >= PROGRESS_EVERY_S:
-                self.report(None)
+        """Progress every PROGRESS_EVERY_S; the loop calls it every PROGRESS_EVERY_ROWS rows."""
+        if self.progress is not None and time.monotonic() - self.last_report >= PROGRESS_EVERY_S:
+            self.report(None)
 
     def report(self, checkpoint: Checkpoint | None) -> None:
         """Send what changed since the last message, so the parent can simply add."""
@@ -320,7 +324,8 @@ class SliceExporter(JobResources):
                 writer.add(soft_delete_action(rule, render(t), doc_id, t,
                                               mapping.timestamp_field, routing),
                            counts.mark(key))
-                counts.maybe_report()
+                if counts.rows % PROGRESS_EVERY_ROWS == 0:
+                    counts.maybe_report()
                 continue
             try:
                 document, errors = build_document(key, values, t, mapping)
@@ -335,7 +340,8 @@ class SliceExporter(JobResources):
                     continue
                 counts.skipped_fields += len(errors)
             writer.index(render(t), doc_id, t, document, counts.mark(key), routing, pipeline)
-            counts.maybe_report()
+            if counts.rows % PROGRESS_EVERY_ROWS == 0:  # a method call per row costs more
+                counts.maybe_report()
 
     def _address(self, key: bytes, values: dict,
                  counts: _SliceCounts) -> tuple[str, str | None] | None:

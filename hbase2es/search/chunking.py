@@ -32,6 +32,8 @@ MAX_VERSION = 2**63 - 1  # a Java long
 def document_problem(doc_id: str, version: int | None) -> tuple[str, str] | None:
     """``(error type, reason)`` when an engine would refuse this document's action, or None;
     ``version`` None for an action that sends none (``create_action``)."""
+    if (version is None or 0 <= version <= MAX_VERSION) and 0 < len(doc_id) <= MAX_ID_BYTES // 4:
+        return None  # the common case, checked per document: 4 bytes of UTF-8 at most a char
     if not doc_id:
         return "document_id_empty", "the document id is empty (not sent)"
     size = len(doc_id.encode("utf-8"))
@@ -153,8 +155,8 @@ class Chunker:
         """Add one item; return the chunk to send first when this item would not fit."""
         full = None
         cur = self.current
-        if cur.documents() and (cur.documents() >= self.max_docs
-                                or cur.size + len(item) > self.max_bytes):
+        documents = len(cur.items) + len(cur.refused)  # cur.documents(), once per item
+        if documents and (documents >= self.max_docs or cur.size + len(item) > self.max_bytes):
             full, self.current = cur, Chunk()
         self.current.add(item, key)
         return full

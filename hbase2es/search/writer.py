@@ -116,10 +116,10 @@ class BulkWriter:
         else:
             item, problem = (index_action(index, doc_id, version, document, routing, pipeline),
                              document_problem(doc_id, version))
-        if problem is None:
-            self.add(item, key)
-            return
-        full = self.chunker.refuse(Rejection(key, 0, problem[0], problem[1], item), key)
+        if problem is None:  # self.add, without a second call per document
+            full = self.chunker.add(item, key)
+        else:
+            full = self.chunker.refuse(Rejection(key, 0, problem[0], problem[1], item), key)
         if full is not None:
             self._send_chunk(full)
 
