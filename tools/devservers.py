@@ -69,9 +69,14 @@ ES_JVM_FLAGS = [
     "-Djava.net.preferIPv4Stack=true",
 ]
 
-# The Elasticsearch 8/9 launcher: its sources, shared by the poms that compile them.
-LAUNCHER_SOURCES = POMS / "es-node" / "src"
-COMPILED_POMS = ("es8", "es9")
+# The poms that compile a small launcher of ours, and its sources: the Elasticsearch 8/9
+# node (servers/es-node) and mains that give codelibs' runners' nodes the ingest role,
+# which the runners leave out and take from no command-line flag or config file.
+LAUNCHER_SOURCES = {"es8": POMS / "es-node" / "src", "es9": POMS / "es-node" / "src",
+                    "elasticsearch": POMS / "es7-runner" / "src",
+                    "opensearch2": POMS / "os-runner" / "src",
+                    "opensearch3": POMS / "os-runner" / "src"}
+COMPILED_POMS = tuple(LAUNCHER_SOURCES)
 # JDKs looked at when the one on PATH / JAVA_HOME is too old for an engine.
 JDK_DIRS = (Path("/usr/lib/jvm"),)
 
@@ -151,12 +156,12 @@ def ours(pid: int) -> bool:
 def classpath(name: str, java_home: str | None = None) -> str:
     """Resolve a server's jars with Maven once; the list is cached next to its data.
 
-    A pom with Java sources of its own (servers/es-node, the ES 8/9 launcher) is compiled
-    too, with ``java_home``'s compiler, and its classes lead the classpath.
+    A pom with Java sources of its own (LAUNCHER_SOURCES) is compiled too, with
+    ``java_home``'s compiler, and its classes lead the classpath.
     """
     pom = POMS / name / "pom.xml"
     classes = POMS / name / "target" / "classes"
-    sources = [pom, *LAUNCHER_SOURCES.rglob("*.java")] if name in COMPILED_POMS else [pom]
+    sources = [pom, *LAUNCHER_SOURCES[name].rglob("*.java")] if name in COMPILED_POMS else [pom]
     out = STATE / f"{name}.classpath"
     if (out.exists() and all(out.stat().st_mtime >= f.stat().st_mtime for f in sources)
             and (name not in COMPILED_POMS or classes.is_dir())):
@@ -398,7 +403,7 @@ def launch_es(pids: dict[str, int], base: Path | None = None, http_port: int | N
         # A private node lives for one test: the quick JIT tier starts it twice as fast.
         *(["-XX:TieredStopAtLevel=1"] if private else []),
         f"-Dhbase2es.devservers={base if private else STATE}",
-        "-cp", cp, "org.codelibs.elasticsearch.runner.ElasticsearchClusterRunner",
+        "-cp", cp, "hbase2es.devservers.Es7Runner",
         "-basePath", str(base / "node"), "-numOfNode", "1", "-baseHttpPort", str(http_port - 1),
         "-clusterName", f"hbase2es-private-{http_port}" if private else "hbase2es-dev",
         # A private node needs only HTTP: skipping the other modules halves its start time.
@@ -542,7 +547,7 @@ def launch_engine(engine: Engine, pids: dict[str, int]) -> Launched:
         config = base / "node" / "node_1" / "config"
         config.mkdir(parents=True)
         (config / "opensearch.yml").write_text("".join(f"{k}: {v}\n" for k, v in node.items()))
-        argv = [*jvm, "-cp", cp, "org.codelibs.opensearch.runner.OpenSearchRunner",
+        argv = [*jvm, "-cp", cp, "hbase2es.devservers.OsRunner",
                 "-basePath", str(base / "node"), "-numOfNode", "1",
                 "-baseHttpPort", str(http_port - 1), "-clusterName", cluster]
     else:
