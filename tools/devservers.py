@@ -551,6 +551,10 @@ def launch_engine(engine: Engine, pids: dict[str, int]) -> Launched:
                 "-basePath", str(base / "node"), "-numOfNode", "1",
                 "-baseHttpPort", str(http_port - 1), "-clusterName", cluster]
     else:
+        # Ingest pipelines run, but on stand-ins for the set and fail processors only
+        # (servers/es-node IngestStandInPlugin): the ingest-common module is not on Maven
+        # Central for 8.x/9.x, neither as org.elasticsearch.plugin:ingest-common nor as
+        # org.codelibs.elasticsearch.module:ingest-common (that copy ends at 7.x).
         node.update({"path.home": str(base), "path.data": str(base / "data"),
                      "path.logs": str(base / "logs"), "node.name": "node-1",
                      "http.port": str(http_port), "logger.level": "INFO"})
