@@ -73,10 +73,11 @@ ES_JVM_FLAGS = [
 # node (servers/es-node) and mains that give codelibs' runners' nodes the ingest role,
 # which the runners leave out and take from no command-line flag or config file.
 LAUNCHER_SOURCES = {"es8": POMS / "es-node" / "src", "es9": POMS / "es-node" / "src",
-                    "elasticsearch": POMS / "es7-runner" / "src",
-                    "opensearch2": POMS / "os-runner" / "src",
-                    "opensearch3": POMS / "os-runner" / "src"}
+                    **{pom: POMS / "runner-roles" / "src"
+                       for pom in ("elasticsearch", "opensearch2", "opensearch3")}}
 COMPILED_POMS = tuple(LAUNCHER_SOURCES)
+# servers/runner-roles' main, before a codelibs runner's class and the node roles it is to use.
+RUNNER_WITH_ROLES = "hbase2es.devservers.RunnerWithRoles"
 # JDKs looked at when the one on PATH / JAVA_HOME is too old for an engine.
 JDK_DIRS = (Path("/usr/lib/jvm"),)
 
@@ -403,7 +404,8 @@ def launch_es(pids: dict[str, int], base: Path | None = None, http_port: int | N
         # A private node lives for one test: the quick JIT tier starts it twice as fast.
         *(["-XX:TieredStopAtLevel=1"] if private else []),
         f"-Dhbase2es.devservers={base if private else STATE}",
-        "-cp", cp, "hbase2es.devservers.Es7Runner",
+        "-cp", cp, RUNNER_WITH_ROLES, "org.codelibs.elasticsearch.runner.ElasticsearchClusterRunner",
+        "master,data,ingest",
         "-basePath", str(base / "node"), "-numOfNode", "1", "-baseHttpPort", str(http_port - 1),
         "-clusterName", f"hbase2es-private-{http_port}" if private else "hbase2es-dev",
         # A private node needs only HTTP: skipping the other modules halves its start time.
@@ -547,7 +549,8 @@ def launch_engine(engine: Engine, pids: dict[str, int]) -> Launched:
         config = base / "node" / "node_1" / "config"
         config.mkdir(parents=True)
         (config / "opensearch.yml").write_text("".join(f"{k}: {v}\n" for k, v in node.items()))
-        argv = [*jvm, "-cp", cp, "hbase2es.devservers.OsRunner",
+        argv = [*jvm, "-cp", cp, RUNNER_WITH_ROLES, "org.codelibs.opensearch.runner.OpenSearchRunner",
+                "cluster_manager,data,ingest",
                 "-basePath", str(base / "node"), "-numOfNode", "1",
                 "-baseHttpPort", str(http_port - 1), "-clusterName", cluster]
     else:
