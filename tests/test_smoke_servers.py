@@ -323,7 +323,8 @@ def engine_client(request):
 
 def test_engine_runs_set_and_fail_pipelines(engine_client, unique_name):
     """[elasticsearch] pipeline (issue 17) needs a node with the ingest role and the set and
-    fail processors; the dev runners left the role out, and ES 8/9 lack the processors."""
+    fail processors: the dev runners left the role out, and ES 8/9 run stand-ins for the two
+    processors (servers/es-node IngestStandInPlugin), as Central has no ingest-common for them."""
     name = unique_name.replace("_", "-")
     nodes = engine.call(engine_client, "GET", "/_nodes",
                         params={"filter_path": "nodes.*.roles,nodes.*.ingest.processors.type"})
