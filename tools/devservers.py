@@ -69,9 +69,15 @@ ES_JVM_FLAGS = [
     "-Djava.net.preferIPv4Stack=true",
 ]
 
-# The Elasticsearch 8/9 launcher: its sources, shared by the poms that compile them.
-LAUNCHER_SOURCES = POMS / "es-node" / "src"
-COMPILED_POMS = ("es8", "es9")
+# The poms that compile a small launcher of ours, and its sources: the Elasticsearch 8/9
+# node (servers/es-node) and mains that give codelibs' runners' nodes the ingest role,
+# which the runners leave out and take from no command-line flag or config file.
+LAUNCHER_SOURCES = {"es8": POMS / "es-node" / "src", "es9": POMS / "es-node" / "src",
+                    **{pom: POMS / "runner-roles" / "src"
+                       for pom in ("elasticsearch", "opensearch2", "opensearch3")}}
+COMPILED_POMS = tuple(LAUNCHER_SOURCES)
+# servers/runner-roles' main, before a codelibs runner's class and the node roles it is to use.
+RUNNER_WITH_ROLES = "hbase2es.devservers.RunnerWithRoles"
 # JDKs looked at when the one on PATH / JAVA_HOME is too old for an engine.
 JDK_DIRS = (Path("/usr/lib/jvm"),)
 
@@ -151,12 +157,12 @@ def ours(pid: int) -> bool:
 def classpath(name: str, java_home: str | None = None) -> str:
     """Resolve a server's jars with Maven once; the list is cached next to its data.
 
-    A pom with Java sources of its own (servers/es-node, the ES 8/9 launcher) is compiled
-    too, with ``java_home``'s compiler, and its classes lead the classpath.
+    A pom with Java sources of its own (LAUNCHER_SOURCES) is compiled too, with
+    ``java_home``'s compiler, and its classes lead the classpath.
     """
     pom = POMS / name / "pom.xml"
     classes = POMS / name / "target" / "classes"
-    sources = [pom, *LAUNCHER_SOURCES.rglob("*.java")] if name in COMPILED_POMS else [pom]
+    sources = [pom, *LAUNCHER_SOURCES[name].rglob("*.java")] if name in COMPILED_POMS else [pom]
     out = STATE / f"{name}.classpath"
     if (out.exists() and all(out.stat().st_mtime >= f.stat().st_mtime for f in sources)
             and (name not in COMPILED_POMS or classes.is_dir())):
@@ -398,7 +404,8 @@ def launch_es(pids: dict[str, int], base: Path | None = None, http_port: int | N
         # A private node lives for one test: the quick JIT tier starts it twice as fast.
         *(["-XX:TieredStopAtLevel=1"] if private else []),
         f"-Dhbase2es.devservers={base if private else STATE}",
-        "-cp", cp, "org.codelibs.elasticsearch.runner.ElasticsearchClusterRunner",
+        "-cp", cp, RUNNER_WITH_ROLES, "org.codelibs.elasticsearch.runner.ElasticsearchClusterRunner",
+        "master,data,ingest",
         "-basePath", str(base / "node"), "-numOfNode", "1", "-baseHttpPort", str(http_port - 1),
         "-clusterName", f"hbase2es-private-{http_port}" if private else "hbase2es-dev",
         # A private node needs only HTTP: skipping the other modules halves its start time.
@@ -542,10 +549,15 @@ def launch_engine(engine: Engine, pids: dict[str, int]) -> Launched:
         config = base / "node" / "node_1" / "config"
         config.mkdir(parents=True)
         (config / "opensearch.yml").write_text("".join(f"{k}: {v}\n" for k, v in node.items()))
-        argv = [*jvm, "-cp", cp, "org.codelibs.opensearch.runner.OpenSearchRunner",
+        argv = [*jvm, "-cp", cp, RUNNER_WITH_ROLES, "org.codelibs.opensearch.runner.OpenSearchRunner",
+                "cluster_manager,data,ingest",
                 "-basePath", str(base / "node"), "-numOfNode", "1",
                 "-baseHttpPort", str(http_port - 1), "-clusterName", cluster]
     else:
+        # Ingest pipelines run, but on stand-ins for the set and fail processors only
+        # (servers/es-node IngestStandInPlugin): the ingest-common module is not on Maven
+        # Central for 8.x/9.x, neither as org.elasticsearch.plugin:ingest-common nor as
+        # org.codelibs.elasticsearch.module:ingest-common (that copy ends at 7.x).
         node.update({"path.home": str(base), "path.data": str(base / "data"),
                      "path.logs": str(base / "logs"), "node.name": "node-1",
                      "http.port": str(http_port), "logger.level": "INFO"})

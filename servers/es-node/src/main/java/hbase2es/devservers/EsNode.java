@@ -19,10 +19,11 @@ import java.util.concurrent.TimeUnit;
  * Runs one Elasticsearch 8/9 node from Maven Central jars, for hbase2es's tests.
  *
  * Arguments are node settings, key=value (path.home, path.data, cluster.name, http.port, ...).
- * Plugins: transport-netty4 (HTTP and transport) and RootPlugin (GET /). Every other module
- * of a real distribution is missing, as Central does not carry them: no painless, no ingest
- * pipelines, no _delete_by_query / _reindex, no data streams, no analysis-common tokenizers,
- * no x-pack (so no security, and no licence). There is no security manager (8.x) and no
+ * Plugins: transport-netty4 (HTTP and transport), RootPlugin (GET /) and IngestStandInPlugin
+ * (the set and fail processors). Every other module of a real distribution is missing, as
+ * Central does not carry them: no painless, no other ingest processors, no _delete_by_query /
+ * _reindex, no data streams, no analysis-common tokenizers, no x-pack (so no security, and
+ * no licence). There is no security manager (8.x) and no
  * entitlements (9.x) either: those belong to the real launcher. Runs until SIGTERM.
  */
 public final class EsNode {
@@ -45,7 +46,7 @@ public final class EsNode {
         String nodeName = settings.get("node.name", "node-1");
         Environment env = InternalSettingsPreparer.prepareEnvironment(settings, Map.of(), config, () -> nodeName);
 
-        Node node = new ClasspathNode(env, List.of(Netty4Plugin.class, RootPlugin.class));
+        Node node = new ClasspathNode(env, List.of(Netty4Plugin.class, RootPlugin.class, IngestStandInPlugin.class));
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             try {
