@@ -118,7 +118,8 @@ def test_a_documents_rate_holds_for_the_whole_run_across_workers(servers, es, in
     # Seen from Elasticsearch, through refresh + count samples: on a loaded machine one
     # refresh can make visible what two seconds sent, so single seconds get a loose bound
     # ("never far over"); the limit itself is held over 5-second spans.
-    assert max(_windows(counts, 1.0)) <= 2.0 * LIMIT, _windows(counts, 1.0)
+    # A refresh a second late shows two seconds of sending, a bulk landing early a third.
+    assert max(_windows(counts, 1.0)) <= 3.0 * LIMIT, _windows(counts, 1.0)
     assert max(_windows(counts, 5.0)) <= 1.1 * LIMIT, _windows(counts, 5.0)
 
     # The metrics file while it ran: written every second, counting up, then the final one.
