@@ -394,21 +394,22 @@ def test_routed_documents_are_stored_with_their_routing_and_found_by_verify(
     assert unrouted["missing"] > 0
 
 
+SET_INGESTED = {"set": {"field": "ingested", "value": "yes"}}
+# Where painless runs: one row failed by a condition, the others enriched.
 PIPELINE_BODY = {"processors": [
-    {"fail": {"if": "ctx.n == 7", "message": "n is seven"}},
-    {"set": {"field": "ingested", "value": "yes"}},
-]}
+    {"fail": {"if": "ctx.n == 7", "message": "n is seven"}}, SET_INGESTED]}
 
 
-def _can_ingest(sink) -> tuple[bool, bool]:
-    """(a node has the ingest role, the nodes have processors such as ``set``)."""
+def _can_ingest(sink) -> tuple[bool, bool, bool]:
+    """(a node has the ingest role, the nodes have the ``set`` and ``fail`` processors,
+    they run scripts: the ``script`` processor, painless for ``if`` conditions)."""
     roles = engine.call(sink.client, "GET", "/_nodes/ingest:true",
                         params={"filter_path": "_nodes.total"})["_nodes"]["total"] > 0
     nodes = engine.call(sink.client, "GET", "/_nodes",
                         params={"filter_path": "nodes.*.ingest.processors.type"}) or {}
     kinds = {p["type"] for n in nodes.get("nodes", {}).values()
              for p in n["ingest"]["processors"]}
-    return roles, {"set", "fail"} <= kinds
+    return roles, {"set", "fail"} <= kinds, "script" in kinds
 
 
 def _pipeline_refused(sink, table, index: str, pipeline: str, tmp_path) -> str:
@@ -423,28 +424,59 @@ def _pipeline_refused(sink, table, index: str, pipeline: str, tmp_path) -> str:
 
 def test_an_ingest_pipeline_runs_for_every_document_and_a_missing_one_exits_3(
         sink, sink_index, table, tmp_path):
-    """What the dev servers can do decides how far this goes: 7.10 and OpenSearch run
-    with no ingest role (the job must stop at preflight, exit 3, instead of failing every
-    bulk with a 500); 8 and 9 have the role but no processor modules (an empty pipeline
-    still runs, and the ingest stats count every document); an engine with both runs a
-    pipeline that adds a field and fails one row."""
+    """What the dev servers can do decides how far this goes: 7.10 and OpenSearch,
+    with the ingest role, run a pipeline that adds a field and fails one row by a painless
+    condition; the dev 8 and 9 have set and fail but no painless (every row enriched, then
+    a pipeline failing all of them); a cluster without the ingest role must stop at
+    preflight, exit 3, instead of failing every bulk with a 500; with the role but no
+    processors an empty pipeline still runs."""
     load_rows(table)
     pipeline = f"{sink_index}-pipe"
-    roles, processors = _can_ingest(sink)
-    body = PIPELINE_BODY if processors else {"processors": []}
+    roles, processors, scripts = _can_ingest(sink)
+    body = ((PIPELINE_BODY if scripts else {"processors": [SET_INGESTED]}) if processors
+            else {"processors": []})
     engine.call(sink.client, "PUT", f"/_ingest/pipeline/{pipeline}", body=body)
     try:
         if not roles:
             line = _pipeline_refused(sink, table, sink_index, pipeline, tmp_path)
             assert "no node of the cluster has the ingest role" in line
-        elif processors:
+        elif processors and scripts:
             _export_through_pipeline(sink, sink_index, table, pipeline, tmp_path)
+        elif processors:  # the dev Elasticsearch 8 and 9: set and fail, no painless
+            _export_through_plain_pipeline(sink, sink_index, table, pipeline, tmp_path)
         else:
             _export_through_empty_pipeline(sink, sink_index, table, pipeline, tmp_path)
     finally:
         engine.call(sink.client, "DELETE", f"/_ingest/pipeline/{pipeline}")
     line = _pipeline_refused(sink, table, f"{sink_index}-other", pipeline, tmp_path)
     assert "does not exist" in line
+
+
+def _export_through_plain_pipeline(sink, index: str, table, pipeline: str, tmp_path) -> None:
+    """Every document enriched; then a pipeline that fails every document, since without
+    painless no condition can pick one: each is a dead letter of stage "index"."""
+    config = f'[elasticsearch]\npipeline = "{pipeline}"\n'
+    _, report = export(sink.hbase, sink.url, table, index, tmp_path=tmp_path, config=config)
+    assert (report["totals"]["indexed"], report["totals"]["failed"]) == (ROWS, 0)
+    docs = read_docs(sink.client, index)
+    assert len(docs) == ROWS and {d["source"]["ingested"] for d in docs.values()} == {"yes"}
+    cfg = write_config(tmp_path / "pipe.toml", config + MAPPING)
+    totals = _verify(sink, table, index, "--compare-fields", config=cfg)
+    assert (totals["present"], totals["missing"], totals["differing"]) == (ROWS, 0, 0)
+    failing = f"{pipeline}-fail"
+    engine.call(sink.client, "PUT", f"/_ingest/pipeline/{failing}",
+                body={"processors": [{"fail": {"message": "refused by the pipeline"}}]})
+    try:
+        dead = tmp_path / "dead.ndjson"
+        _, report = export(sink.hbase, sink.url, table, f"{index}-fail", "--dead-letter", dead,
+                           "--max-errors", str(ROWS), tmp_path=tmp_path,
+                           config=f'[elasticsearch]\npipeline = "{failing}"\n')
+        assert (report["totals"]["indexed"], report["totals"]["failed"]) == (0, ROWS)
+        records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+        assert len(records) == ROWS and {r["stage"] for r in records} == {"index"}
+        assert all("refused by the pipeline" in r["reason"] for r in records)
+    finally:
+        engine.call(sink.client, "DELETE", f"/_ingest/pipeline/{failing}")
 
 
 def _export_through_empty_pipeline(sink, index: str, table, pipeline: str, tmp_path) -> None:
