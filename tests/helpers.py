@@ -181,3 +181,15 @@ def write_config(path: Path, text: str) -> str:
     """Write a TOML config file and return its path as --config takes it."""
     path.write_text(text, encoding="utf-8")
     return str(path)
+
+
+def drop_indices(client, prefix: str) -> None:
+    """Delete every index named ``prefix*`` by name (ES 8+ refuses wildcard deletes) with
+    hbase2es's own engine layer (``client``: an engine.Client)."""
+    from hbase2es.search import engine
+    # Not a data stream's backing indices (".ds-..."): the stream goes first, or, where the
+    # engine cannot delete one (the dev Elasticsearch 8 and 9), stays until the node stops.
+    names = sorted(n for n in engine.get_mapping(client, f"{prefix}*")
+                   if not n.startswith(".ds-"))
+    if names:
+        engine.call(client, "DELETE", "/" + ",".join(names))

@@ -11,7 +11,7 @@ import time
 
 import orjson
 import pytest
-from helpers import (T0, engine_url, put_row, read_report, require_or_skip, run_cli,
+from helpers import (T0, drop_indices, engine_url, put_row, read_report, require_or_skip, run_cli,
                      table_name, write_config)
 
 from hbase2es.search import engine, targets
@@ -53,9 +53,7 @@ def names(client, unique_name):
         yield prefix
     finally:
         engine.call(client, "DELETE", f"/_all/_alias/{prefix}-live", ok=(404,))
-        found = sorted(engine.get_mapping(client, f"{prefix}*"))
-        if found:
-            engine.call(client, "DELETE", "/" + ",".join(found))
+        drop_indices(client, prefix)
 
 
 def export(servers, table, index: str, tmp_path, *extra, url: str | None = None,

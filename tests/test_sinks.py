@@ -25,8 +25,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import (ENGINE_KEYS, T0, engine_url, free_port, put_row, read_report, run_cli,
-                     table_name, write_config)
+from helpers import (ENGINE_KEYS, T0, drop_indices, engine_url, free_port, put_row, read_report,
+                     run_cli, table_name, write_config)
 
 from hbase2es.mapping import document_id
 from hbase2es.run.slicejob import SliceExporter
@@ -68,16 +68,6 @@ def sink(request, servers):
         yield Sink(request.param, url, client, servers.hbase)
     finally:
         client.close()
-
-
-def drop_indices(client: engine.Client, prefix: str) -> None:
-    """Delete every index named ``prefix*`` by name (ES 8+ refuses wildcard deletes)."""
-    # Not a data stream's backing indices (".ds-..."): the stream goes first, or, where the
-    # engine cannot delete one (the dev Elasticsearch 8 and 9), stays until the node stops.
-    names = sorted(n for n in engine.get_mapping(client, f"{prefix}*")
-                   if not n.startswith(".ds-"))
-    if names:
-        engine.call(client, "DELETE", "/" + ",".join(names))
 
 
 @pytest.fixture
