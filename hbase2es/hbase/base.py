@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from thriftpy2.thrift import TException
@@ -89,8 +89,9 @@ class ThriftReader:
         """Open a server-side scanner from ``start``; returns its handle."""
         raise NotImplementedError
 
-    def _next_rows(self, scanner, query: ScanQuery) -> tuple[list[Row], bytes | None]:
-        """The next batch's rows and the last key the server returned (None: scan done)."""
+    def _next_rows(self, scanner, query: ScanQuery) -> tuple[Iterable[Row], bytes | None]:
+        """The next batch's rows (made lazily: see thrift1._rows_of) and the last key the
+        server returned (None: scan done)."""
         raise NotImplementedError
 
     def _close_scanner_call(self, scanner) -> None:

@@ -27,6 +27,8 @@ The scan loop, its reopening after faults and its backoff are the base class's
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from thriftpy2.protocol.exc import TProtocolException
 from thriftpy2.thrift import TApplicationException, TClient
 from thriftpy2.transport import TTransportException
@@ -174,7 +176,7 @@ class Thrift2Reader(ThriftReader):
             maxVersions=1, timeRange=find_range, filterString=find_filter,
             cacheBlocks=self.settings.cache_blocks))
 
-    def _next_rows(self, scanner: int, query: ScanQuery) -> tuple[list[Row], bytes | None]:
+    def _next_rows(self, scanner: int, query: ScanQuery) -> tuple[Iterator[Row], bytes | None]:
         found = self._conn.getScannerRows(scanner, self.settings.batch_size)
         if not found:
             return [], None
@@ -184,8 +186,9 @@ class Thrift2Reader(ThriftReader):
         else:
             results = found
             self.rows_read += len(found)
-        # A row deleted between the two steps comes back empty.
-        rows = [(r.row, *row_of(r)) for r in results if r is not None and r.columnValues]
+        # A row deleted between the two steps comes back empty. Rows are made as they are
+        # used, not as a list first (see thrift1._rows_of).
+        rows = ((r.row, *row_of(r)) for r in results if r is not None and r.columnValues)
         return rows, found[-1].row
 
     def _fetch(self, keys: list[bytes], query: ScanQuery) -> list:

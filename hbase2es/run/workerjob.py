@@ -8,6 +8,7 @@ the pool's pipes; the object itself never leaves its process.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 
@@ -16,11 +17,20 @@ from . import logformat
 
 _job = None  # this process's job: a SliceExporter, SliceVerifier or SliceReconciler
 
+# A worker decodes ~12 GC-tracked objects per row (a Thrift1 row of 10 cells), all alive
+# until its batch of 1000 is used. At CPython's default threshold of 700 the young
+# generation is collected ~16 times per batch and the survivors are pushed on into full
+# collections of the whole heap: about 8 us of CPU per row, a quarter of the read (a
+# 50k-row scan, this machine, medians of 8: 35 against 27 us/row). Rows hold no cycles,
+# so collecting ~140 times less often only lets the rare cyclic garbage wait longer.
+YOUNG_GC_THRESHOLD = 100_000
+
 
 def open_job(factory: Callable, settings: Settings, *args) -> None:
     """Pool initializer: log like the run (its format, with the worker's PID, secrets
     masked), then open ``factory(settings, *args)`` for this process."""
     global _job
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
     logformat.configure(logging.StreamHandler(), settings.run.log_level, settings.run.log_format,
                         secrets=logformat.secrets_of(settings.elasticsearch), worker=True)
     _job = factory(settings, *args)
