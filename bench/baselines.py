@@ -57,9 +57,11 @@ def _naive_actions(rows, index: str, start_ms: int | None = None):
 
 
 def scan_only(spec: dict, watch) -> dict:
-    """One full-table scan through hbase2es's own reader: rows decoded, then dropped."""
+    """One full-table scan through hbase2es's own reader, in a process collecting garbage
+    as a worker does: rows decoded, then dropped."""
     from hbase2es.hbase import open_reader
 
+    collect_like_a_worker()
     reader = open_reader(_hbase_settings(spec))
     try:
         watch.start()
@@ -257,6 +259,16 @@ def hbase2es(spec: dict, watch) -> dict:
 # --------------------------------------------------------------------------- profile
 
 
+def collect_like_a_worker() -> None:
+    """This bench child's garbage collector set as a pool worker sets its own
+    (run/workerjob.py): at CPython's default the collector alone adds ~8 us per row read."""
+    import gc
+
+    from hbase2es.run.workerjob import YOUNG_GC_THRESHOLD
+
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def breakdown(spec: dict, watch) -> dict:
     """Client CPU per document of each stage of the hot path.
 
@@ -267,6 +279,8 @@ def breakdown(spec: dict, watch) -> dict:
     of each batch is timed with process_time.
     """
     import itertools
+
+    collect_like_a_worker()
 
     from hbase2es.search import engine as es_compat
     from hbase2es.search.chunking import index_action
@@ -337,6 +351,7 @@ def profile(spec: dict, watch) -> dict:
         from pyinstrument import Profiler
     except ImportError:
         return {"docs": None, "skipped": "pyinstrument is not installed (pip install '.[bench]')"}
+    collect_like_a_worker()
     settings = hbase2es_settings(spec, 1)
     exporter = SliceExporter(settings)
     profiler = Profiler(interval=0.0005)
