@@ -280,14 +280,13 @@ def breakdown(spec: dict, watch) -> dict:
     """
     import itertools
 
-    collect_like_a_worker()
-
     from hbase2es.search import engine as es_compat
     from hbase2es.search.chunking import index_action
     from hbase2es.search.writer import BulkWriter
     from hbase2es.hbase import open_reader
     from hbase2es.mapping import Mapping, build_document, document_id
 
+    collect_like_a_worker()
     clock = time.process_time
     reader = open_reader(_hbase_settings(spec))
     client = es_compat.make_client(_es_settings(spec))
