@@ -174,7 +174,16 @@ def wait_until_indexed(es, index: str, run: ExportProcess, at_least: int,
                        timeout: float = 120) -> int:
     def check():
         assert run.running(), f"the export ended before the fault was injected\n{run.output()}"
-        n = count_docs(es, index)
+        try:
+            n = count_docs(es, index)
+        except Exception as exc:  # noqa: BLE001 - the client's error class depends on its version
+            # Just after the export creates the index its shard may not have started yet:
+            # a count then answers 503 "all shards failed". Not yet, rather than a failure.
+            status = getattr(exc, "status_code", None) or getattr(getattr(exc, "meta", None),
+                                                                  "status", None)
+            if status != 503:
+                raise
+            return 0
         return n if n >= at_least else 0
 
     return wait_for(check, timeout, f"{at_least} documents in {index}", interval=0.3)
