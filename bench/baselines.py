@@ -58,10 +58,12 @@ def _naive_actions(rows, index: str, start_ms: int | None = None):
 
 def scan_only(spec: dict, watch) -> dict:
     """One full-table scan through hbase2es's own reader, in a process collecting garbage
-    as a worker does: rows decoded, then dropped."""
+    as a worker does (at the default the collector alone adds ~8 us per row read): rows
+    decoded, then dropped."""
     from hbase2es.hbase import open_reader
+    from hbase2es.run.workerjob import collect_garbage_as_a_worker
 
-    collect_like_a_worker()
+    collect_garbage_as_a_worker()
     reader = open_reader(_hbase_settings(spec))
     try:
         watch.start()
@@ -259,16 +261,6 @@ def hbase2es(spec: dict, watch) -> dict:
 # --------------------------------------------------------------------------- profile
 
 
-def collect_like_a_worker() -> None:
-    """This bench child's garbage collector set as a pool worker sets its own
-    (run/workerjob.py): at CPython's default the collector alone adds ~8 us per row read."""
-    import gc
-
-    from hbase2es.run.workerjob import YOUNG_GC_THRESHOLD
-
-    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
-
-
 def breakdown(spec: dict, watch) -> dict:
     """Client CPU per document of each stage of the hot path.
 
@@ -285,8 +277,9 @@ def breakdown(spec: dict, watch) -> dict:
     from hbase2es.search.writer import BulkWriter
     from hbase2es.hbase import open_reader
     from hbase2es.mapping import Mapping, build_document, document_id
+    from hbase2es.run.workerjob import collect_garbage_as_a_worker
 
-    collect_like_a_worker()
+    collect_garbage_as_a_worker()
     clock = time.process_time
     reader = open_reader(_hbase_settings(spec))
     client = es_compat.make_client(_es_settings(spec))
@@ -344,13 +337,14 @@ def profile(spec: dict, watch) -> dict:
     of the window and exports those of its slice only.
     """
     from hbase2es.run.slicejob import SliceExporter
+    from hbase2es.run.workerjob import collect_garbage_as_a_worker
     from hbase2es.timewindow import Slice
 
     try:
         from pyinstrument import Profiler
     except ImportError:
         return {"docs": None, "skipped": "pyinstrument is not installed (pip install '.[bench]')"}
-    collect_like_a_worker()
+    collect_garbage_as_a_worker()
     settings = hbase2es_settings(spec, 1)
     exporter = SliceExporter(settings)
     profiler = Profiler(interval=0.0005)

@@ -26,11 +26,16 @@ _job = None  # this process's job: a SliceExporter, SliceVerifier or SliceReconc
 YOUNG_GC_THRESHOLD = 100_000
 
 
+def collect_garbage_as_a_worker() -> None:
+    """Collect the young generation at YOUNG_GC_THRESHOLD (the bench's children use it too)."""
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def open_job(factory: Callable, settings: Settings, *args) -> None:
     """Pool initializer: log like the run (its format, with the worker's PID, secrets
     masked), then open ``factory(settings, *args)`` for this process."""
     global _job
-    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
+    collect_garbage_as_a_worker()
     logformat.configure(logging.StreamHandler(), settings.run.log_level, settings.run.log_format,
                         secrets=logformat.secrets_of(settings.elasticsearch), worker=True)
     _job = factory(settings, *args)
